@@ -1,0 +1,201 @@
+"""Load and validate the YAML catalog, and register it as seqio Tasks and Mixtures.
+
+Loading reads only YAML (no data); registering builds one `seqio.Task` per task
+and style and one `FlanMixture` per mixture. Catalog directories: the repo's
+`tasks/`, plus any listed in $FLAN_JAX_TASK_PATHS (os.pathsep-separated), or
+the paths given explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import yaml
+
+from flan_jax import metrics, vocab
+from flan_jax.errors import CatalogError
+from flan_jax.schema import MixtureSpec, TaskSpec, read_mixture, read_task
+
+CATALOG_DIR = Path(__file__).resolve().parent.parent / "tasks"
+PATHS_ENV = "FLAN_JAX_TASK_PATHS"
+_TOP_LEVEL = ("defaults", "tasks", "mixtures")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclasses.dataclass
+class Catalog:
+    """Validated task and mixture definitions, by name."""
+
+    tasks: dict[str, TaskSpec] = dataclasses.field(default_factory=dict)
+    mixtures: dict[str, MixtureSpec] = dataclasses.field(default_factory=dict)
+
+    def task_styles(self) -> dict[str, tuple[TaskSpec, str]]:
+        """Every seqio task name -> (its definition, its style)."""
+        return {spec.task_name(style): (spec, style)
+                for spec in self.tasks.values() for style in spec.styles}
+
+    def members(self, mixture: str) -> list[str]:
+        """The seqio task names a leaf mixture selects, in catalog order."""
+        spec = self.mixtures[mixture]
+        out = []
+        for name, (task, style) in self.task_styles().items():
+            if spec.tasks and not any(fnmatch.fnmatchcase(name, p) for p in spec.tasks):
+                continue
+            if spec.collections and task.collection not in spec.collections:
+                continue
+            if spec.styles and style not in spec.styles:
+                continue
+            out.append(name)
+        return out
+
+
+def default_paths() -> list[Path]:
+    extra = [Path(p) for p in os.environ.get(PATHS_ENV, "").split(os.pathsep) if p]
+    return [CATALOG_DIR, *extra]
+
+
+def yaml_files(paths: Iterable[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files.extend(sorted(path.rglob("*.yaml")))
+        else:
+            raise CatalogError(str(path), "", "catalog path does not exist")
+    return files
+
+
+def _read_file(path: Path, catalog: Catalog, origin: dict[str, str]) -> None:
+    file = str(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise CatalogError(file, where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise CatalogError(file, "", "expected a mapping with 'tasks' and/or 'mixtures'")
+    for key in data:
+        if key not in _TOP_LEVEL:
+            raise CatalogError(file, str(key), f"unknown top-level field; use {', '.join(_TOP_LEVEL)}")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise CatalogError(file, "defaults", "expected a mapping")
+    for kind, reader, table in (("tasks", read_task, catalog.tasks),
+                                ("mixtures", read_mixture, catalog.mixtures)):
+        items = data.get(kind) or []
+        if not isinstance(items, list):
+            raise CatalogError(file, kind, "expected a list")
+        for i, item in enumerate(items):
+            if kind == "tasks" and isinstance(item, dict):
+                item = {**defaults, **item}
+            spec = reader(file, f"{kind}[{i}]", item)
+            if spec.name in origin:
+                raise CatalogError(file, f"{kind}[{i}].name",
+                                   f"duplicate name {spec.name!r} (also defined in {origin[spec.name]})")
+            origin[spec.name] = file
+            table[spec.name] = spec
+
+
+def _check_task(spec: TaskSpec) -> None:
+    for i, name in enumerate(spec.metrics):
+        if name not in metrics.METRICS:
+            raise CatalogError(spec.file, f"task {spec.name}: metrics[{i}]",
+                               f"unknown metric {name!r}; known: {', '.join(sorted(metrics.METRICS))}")
+
+
+def _check_mixtures(catalog: Catalog) -> None:
+    styles = catalog.task_styles()
+    for spec in catalog.mixtures.values():
+        where = f"mixture {spec.name}"
+        if spec.name in styles:
+            raise CatalogError(spec.file, where, "a mixture may not share a task's name")
+        for member in spec.mixtures:
+            if member not in catalog.mixtures:
+                raise CatalogError(spec.file, f"{where}: mixtures.{member}", "no such mixture")
+        for pattern in spec.tasks:
+            is_literal = not any(c in pattern for c in "*?[")
+            if not is_literal and not any(fnmatch.fnmatchcase(n, pattern) for n in styles):
+                raise CatalogError(spec.file, f"{where}: tasks",
+                                   f"{pattern!r} matches no task (tasks are named NAME_STYLE, "
+                                   "e.g. demo_arithmetic_zs_opt)")
+        if not spec.is_nested and not catalog.members(spec.name) and not spec.tasks:
+            raise CatalogError(spec.file, where, "the selection matches no task")
+    mixture_order(catalog)
+
+
+def mixture_order(catalog: Catalog) -> list[str]:
+    """Mixture names, each after the mixtures it contains; a cycle is an error."""
+    order: list[str] = []
+
+    def visit(name: str, stack: list[str]) -> None:
+        if name in stack:
+            cycle = " -> ".join([*stack[stack.index(name):], name])
+            spec = catalog.mixtures[name]
+            raise CatalogError(spec.file, f"mixture {name}", f"cycle in nested mixtures: {cycle}")
+        if name in order:
+            return
+        for member in catalog.mixtures[name].mixtures:
+            visit(member, [*stack, name])
+        order.append(name)
+
+    for name in catalog.mixtures:
+        visit(name, [])
+    return order
+
+
+def load_catalog(paths: Sequence[str | Path] | None = None) -> Catalog:
+    """Reads and validates every YAML file under `paths` (default: `default_paths()`)."""
+    catalog, origin = Catalog(), {}
+    for path in yaml_files(default_paths() if paths is None else paths):
+        _read_file(path, catalog, origin)
+    for spec in catalog.tasks.values():
+        _check_task(spec)
+    _check_mixtures(catalog)
+    return catalog
+
+
+_REGISTERED: Catalog | None = None
+
+
+def register_catalog(catalog: Catalog | None = None) -> Catalog:
+    """Registers every task style and mixture with seqio (idempotent per name).
+
+    Imports seqio/TensorFlow here rather than at module import, so `load_catalog`
+    and the YAML checks stay cheap.
+    """
+    global _REGISTERED
+    import seqio
+
+    from flan_jax.datasource import TaskData, make_task
+    from flan_jax.mixing import FlanMixture
+
+    catalog = load_catalog() if catalog is None else catalog
+    for spec in catalog.tasks.values():
+        data = TaskData(spec)
+        vocabulary = vocab.resolve(spec.vocabulary)
+        metric_fns = [metrics.get_metric(m) for m in spec.metrics]
+        for style in spec.styles:
+            name = spec.task_name(style)
+            if name in seqio.TaskRegistry.names():
+                seqio.TaskRegistry.remove(name)
+            seqio.TaskRegistry.add_provider(name, make_task(data, style, vocabulary, metric_fns))
+    for name in mixture_order(catalog):
+        if name in seqio.MixtureRegistry.names():
+            seqio.MixtureRegistry.remove(name)
+        seqio.MixtureRegistry.add_provider(name, FlanMixture(catalog, name))
+    _REGISTERED = catalog if _REGISTERED is None else Catalog(
+        {**_REGISTERED.tasks, **catalog.tasks}, {**_REGISTERED.mixtures, **catalog.mixtures})
+    return catalog
+
+
+def registered_catalog() -> Catalog:
+    """What `register_catalog` has registered so far (registering the default if nothing)."""
+    return _REGISTERED if _REGISTERED is not None else register_catalog()

@@ -1,0 +1,224 @@
+"""`python -m flan_jax.tasks`: list, show, preview, check and size up the catalog.
+
+  list [--collection C] [--style S]     one line per seqio task
+  show NAME                             a task's source, templates and rates
+  preview NAME [-n 5] [--seed S]        rendered inputs/targets with metadata
+  check [NAME ...] [--all]              can each task read its data? one line per task
+  stats [MIXTURE] [--csv FILE]          per-task rate and share; catalog size without MIXTURE
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import random
+import statistics
+import sys
+from collections.abc import Iterator
+
+from flan_jax import mixing, registry
+from flan_jax.errors import FlanJaxError
+from flan_jax.registry import Catalog
+from flan_jax.schema import ALL_STYLES, TEMPLATE_GROUPS
+
+
+def _seqio_names(catalog: Catalog, names: list[str]) -> list[str]:
+    """Expands task definitions and mixtures to seqio task names."""
+    styles = catalog.task_styles()
+    out: list[str] = []
+    for name in names:
+        if name in styles:
+            out.append(name)
+        elif name in catalog.tasks:
+            out.extend(catalog.tasks[name].task_name(s) for s in catalog.tasks[name].styles)
+        elif name in catalog.mixtures:
+            out.extend(mixing.all_members(catalog, name))
+        else:
+            raise FlanJaxError(f"unknown task or mixture {name!r}; "
+                               "`python -m flan_jax.tasks list` shows the names")
+    return list(dict.fromkeys(out))
+
+
+def _task(name: str):
+    import seqio
+
+    return seqio.get_mixture_or_task(name)
+
+
+def cmd_list(catalog: Catalog, args: argparse.Namespace) -> None:
+    rows = [(name, spec.collection, style, len(spec.templates[style.split("_", 1)[1]]))
+            for name, (spec, style) in catalog.task_styles().items()
+            if (not args.collection or spec.collection == args.collection)
+            and (not args.style or style == args.style)]
+    width = max((len(r[0]) for r in rows), default=4)
+    print(f"{'task':<{width}}  {'collection':<14} {'style':<9} templates")
+    for name, collection, style, n in rows:
+        print(f"{name:<{width}}  {collection:<14} {style:<9} {n}")
+    print(f"{len(rows)} tasks")
+
+
+def cmd_show(catalog: Catalog, args: argparse.Namespace) -> None:
+    styles = catalog.task_styles()
+    if args.name in catalog.mixtures:
+        cmd_stats(catalog, argparse.Namespace(mixture=args.name, csv=None))
+        return
+    spec = styles[args.name][0] if args.name in styles else catalog.tasks.get(args.name)
+    if spec is None:
+        _seqio_names(catalog, [args.name])
+    data = _task(spec.task_name(spec.styles[0])).source.data
+    print(f"{spec.name}: {spec.description}")
+    print(f"  defined in: {spec.file}")
+    print(f"  collection: {spec.collection}    metrics: {', '.join(spec.metrics)}")
+    print(f"  source:     {data.source.describe()}")
+    print(f"  fields:     {', '.join(sorted(spec.parser.provided_fields()))}")
+    print(f"  tasks:      {', '.join(spec.task_name(s) for s in spec.styles)}")
+    for mixture in catalog.mixtures:
+        members = mixing.all_members(catalog, mixture)
+        if any(spec.task_name(s) in members for s in spec.styles):
+            shares = mixing.shares(catalog, mixture, mixing.example_count)
+            own = sum(shares.get(spec.task_name(s), 0.0) for s in spec.styles)
+            print(f"  in mixture {mixture}: {100 * own:.3f}% of examples")
+    for group, templates in spec.templates.items():
+        print(f"\n  [{group}] {len(templates)} templates")
+        for i, t in enumerate(templates):
+            print(f"   {i:2d}. input:  {t.input!r}\n       target: {t.target!r}")
+    if spec.few_shot:
+        fs = spec.few_shot
+        print(f"\n  few-shot: k={fs.k}, pool={fs.pool_size}, budget={fs.budget} tokens")
+        for p in fs.patterns:
+            print(f"   - {p}")
+
+
+def _rendered(name: str, split: str, seed: int | None) -> Iterator[dict]:
+    from flan_jax.datasource import FlanDataSource
+
+    source = _task(name).source
+    fresh = FlanDataSource(source.data, source.style, _task(name).output_features[
+        "inputs"].vocabulary, seed=seed)
+    return fresh.rendered(split)
+
+
+def cmd_preview(catalog: Catalog, args: argparse.Namespace) -> None:
+    names = _seqio_names(catalog, [args.name])
+    if args.name in catalog.mixtures:
+        weights = mixing.shares(catalog, args.name, mixing.example_count)
+        names = [n for n in names if n in weights]
+        rng = random.Random(args.seed or 0)
+        picks = rng.choices(names, [weights[n] for n in names], k=args.n)
+    else:
+        picks = list(itertools.islice(itertools.cycle(names), args.n))
+    streams: dict[str, Iterator[dict]] = {}
+    for i, name in enumerate(picks):
+        if name not in streams:
+            streams[name] = _rendered(name, args.split, args.seed)
+        ex = next(streams[name], None)
+        if ex is None:
+            continue
+        print(f"=== [{i}] {name}  split={args.split} index={ex['_example_index']} "
+              f"template={ex['_template_idx']}")
+        print(f"--- inputs:\n{ex['inputs']}\n--- targets:\n{ex['targets']}\n")
+
+
+def cmd_check(catalog: Catalog, args: argparse.Namespace) -> int:
+    if not args.names and not args.all:
+        raise FlanJaxError("name tasks/mixtures to check, or pass --all")
+    names = list(catalog.task_styles()) if args.all else _seqio_names(catalog, args.names)
+    tasks = [_task(n) for n in names]
+    missing = mixing.find_missing(tasks, args.split)
+    for task in tasks:
+        if args.split not in task.splits:
+            print(f"SKIP     {task.name}: no {args.split!r} split")
+        elif task.name in missing:
+            print(f"MISSING  {task.name}: {missing[task.name]}")
+        else:
+            print(f"OK       {task.name}")
+    print(f"{len(tasks) - len(missing)} of {len(tasks)} tasks can load their data")
+    return 1 if missing else 0
+
+
+def cmd_stats(catalog: Catalog, args: argparse.Namespace) -> None:
+    if not args.mixture:
+        _catalog_size(catalog)
+        return
+    if args.mixture not in catalog.mixtures:
+        raise FlanJaxError(f"unknown mixture {args.mixture!r}; known: "
+                           f"{', '.join(sorted(catalog.mixtures)) or 'none'}")
+    shares = mixing.shares(catalog, args.mixture, mixing.example_count)
+    rows = []
+    for name in mixing.all_members(catalog, args.mixture):
+        n = mixing.example_count(name)
+        rows.append((name, n, 100.0 * shares.get(name, 0.0)))
+    width = max(len(r[0]) for r in rows)
+    print(f"mixture {args.mixture}: {len(rows)} tasks")
+    print(f"{'task':<{width}}  {'train examples':>14}  {'share %':>8}")
+    for name, n, share in rows:
+        print(f"{name:<{width}}  {n:>14,}  {share:>8.3f}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["task", "train_examples", "share"])
+            writer.writerows((name, n, share / 100) for name, n, share in rows)
+        print(f"wrote {args.csv}")
+
+
+def _catalog_size(catalog: Catalog) -> None:
+    styles = catalog.task_styles()
+    print(f"{len(catalog.tasks)} task definitions, {len(styles)} seqio tasks, "
+          f"{len(catalog.mixtures)} mixtures")
+    for style in ALL_STYLES:
+        count = sum(1 for _, s in styles.values() if s == style)
+        if count:
+            print(f"  {style:<9} {count:5d} tasks")
+    for group in TEMPLATE_GROUPS:
+        sizes = [len(s.templates[group]) for s in catalog.tasks.values() if group in s.templates]
+        if sizes:
+            print(f"  templates/{group:<6} min {min(sizes)}  mean {statistics.mean(sizes):.1f}  "
+                  f"max {max(sizes)}  over {len(sizes)} task definitions")
+    collections: dict[str, int] = {}
+    for spec in catalog.tasks.values():
+        collections[spec.collection] = collections.get(spec.collection, 0) + 1
+    for name, count in sorted(collections.items()):
+        print(f"  collection {name}: {count} task definitions")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flan_jax.tasks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list seqio tasks")
+    p.add_argument("--collection")
+    p.add_argument("--style", choices=ALL_STYLES)
+    p = sub.add_parser("show", help="show a task or mixture")
+    p.add_argument("name")
+    p = sub.add_parser("preview", help="render a few examples")
+    p.add_argument("name")
+    p.add_argument("-n", type=int, default=5)
+    p.add_argument("--seed", type=int, default=None, help="template seed (default: the task's)")
+    p.add_argument("--split", default="train")
+    p = sub.add_parser("check", help="check that tasks can load their data")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--split", default="train")
+    p = sub.add_parser("stats", help="mixture rates, or catalog size")
+    p.add_argument("mixture", nargs="?")
+    p.add_argument("--csv")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        catalog = registry.load_catalog()
+        if args.command in ("show", "preview", "check", "stats"):
+            registry.register_catalog(catalog)
+        command = {"list": cmd_list, "show": cmd_show, "preview": cmd_preview,
+                   "check": cmd_check, "stats": cmd_stats}[args.command]
+        return command(catalog, args) or 0
+    except FlanJaxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+"""Shared test set-up: a byte vocabulary, quiet TensorFlow, a private count cache."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("FLAN_JAX_VOCAB", "byte")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _count_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLAN_JAX_CACHE_DIR", str(tmp_path / "cache"))
