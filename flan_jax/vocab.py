@@ -12,9 +12,8 @@ from __future__ import annotations
 import functools
 import os
 
-import seqio
-
 import gin
+import seqio
 
 DEFAULT_SPM_PATH = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
 DEFAULT_EXTRA_IDS = 100

@@ -100,3 +100,34 @@ def test_dropping_missing_tasks_renormalises(partial, monkeypatch):
     ds = mixture.get_dataset({"inputs": 256, "targets": 64}, split="train", shuffle=False,
                              num_epochs=1)
     assert len(list(ds.as_numpy_iterator())) == 3
+
+
+def test_plain_seqio_task_joins_a_yaml_mixture(tmp_path):
+    import tensorflow as tf
+
+    from flan_jax.vocab import get_vocabulary
+
+    def dataset_fn(split, shuffle_files, seed=None):
+        return tf.data.Dataset.from_tensor_slices(
+            {"inputs": ["hello", "world", "again", "more"], "targets": ["a", "b", "c", "d"]})
+
+    features = {k: seqio.Feature(get_vocabulary(), add_eos=True) for k in ("inputs", "targets")}
+    if "python_task" in seqio.TaskRegistry.names():
+        seqio.TaskRegistry.remove("python_task")
+    seqio.TaskRegistry.add(
+        "python_task", seqio.FunctionDataSource(dataset_fn, splits=["train"],
+                                                num_input_examples={"train": 4}),
+        output_features=features, preprocessors=[seqio.preprocessors.tokenize,
+                                                 seqio.preprocessors.append_eos])
+    (tmp_path / "mix.yaml").write_text(textwrap.dedent(MISSING_CATALOG).split("mixtures:")[0] +
+                                       "mixtures:\n  - {name: with_python, "
+                                       "tasks: [python_task, present_zs_noopt]}\n")
+    catalog = register_catalog(load_catalog([tmp_path]))
+    assert mixing.shares(catalog, "with_python", mixing.example_count) == pytest.approx(
+        {"python_task": 4 / 7, "present_zs_noopt": 3 / 7})
+    ds = seqio.get_mixture_or_task("with_python").get_dataset(
+        {"inputs": 256, "targets": 64}, split="train", shuffle=False, seed=0, num_epochs=None)
+    vocab = get_vocabulary()
+    drawn = [vocab.decode(ex["inputs"].tolist()) for ex in ds.take(700).as_numpy_iterator()]
+    from_python = sum(text.rstrip("\x01") in ("hello", "world", "again", "more") for text in drawn)
+    assert from_python / len(drawn) == pytest.approx(4 / 7, abs=0.07)
