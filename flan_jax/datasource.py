@@ -16,12 +16,13 @@ from typing import Any
 import seqio
 import tensorflow as tf
 
+from flan_jax.errors import DataFormatError
 from flan_jax.parsers import make_parser
 from flan_jax.schema import TaskSpec
 from flan_jax.sources import Example, Source, make_source
 from flan_jax.templates import Renderer
 
-BATCH = 64
+BATCH = 256
 FEW_SHOT_SPLIT = "train"
 _SIGNATURE = {
     "inputs": tf.TensorSpec([None], tf.string),
@@ -46,7 +47,11 @@ class TaskData:
                  num_shards: int = 1) -> Iterator[tuple[int, Example]]:
         """Parsed (index, fields) pairs of one shard of a split."""
         for index, raw in self.source.iter_split(split, shard_index, num_shards):
-            yield index, self.parse(raw)
+            try:
+                yield index, self.parse(raw)
+            except DataFormatError as e:
+                raise DataFormatError(f"task {self.spec.name!r}, {split} example {index} "
+                                      f"({self.source.describe()}): {e}") from None
 
     @functools.cached_property
     def pool(self) -> list[tuple[int, Example]]:

@@ -143,3 +143,24 @@ def test_files_of_each_format(catalog):
     assert antonyms[2]["inputs_pretokenized"].decode() == 'Give the opposite of "big, very".'
     validation = dataset_rows("toy_add_zs_noopt", split="validation")
     assert len(validation) == 10  # gzip JSONL
+
+
+def test_malformed_row_names_task_split_and_index(tmp_path):
+    import shutil
+
+    from flan_jax.errors import DataFormatError
+
+    shutil.copytree(FIXTURES / "toy", tmp_path / "toy")
+    path = tmp_path / "toy" / "add_train.jsonl"
+    lines = path.read_text().splitlines()
+    lines[3] = json.dumps({"x": 1, "y": 2, "choices": ["3"], "label": 5})
+    path.write_text("\n".join(lines) + "\n")
+    register_catalog(load_catalog([tmp_path / "toy"]))
+    data = seqio.get_mixture_or_task("toy_add_zs_opt").source.data
+    with pytest.raises(DataFormatError, match=r"'toy_add', train example 3 .*add_train.jsonl"
+                                              r".*label 5 .*not an index"):
+        list(data.examples("train"))
+    lines[3] = "{not json"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError, match=r"add_train.jsonl:4: malformed JSON"):
+        list(data.examples("train"))

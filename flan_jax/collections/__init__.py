@@ -1,0 +1,1 @@
+"""Parsers and helpers for the task collections of the catalog (tasks/<collection>/)."""
