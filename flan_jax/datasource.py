@@ -23,7 +23,6 @@ from flan_jax.sources import Example, Source, make_source
 from flan_jax.templates import Renderer
 
 BATCH = 256
-FEW_SHOT_SPLIT = "train"
 _SIGNATURE = {
     "inputs": tf.TensorSpec([None], tf.string),
     "targets": tf.TensorSpec([None], tf.string),
@@ -55,11 +54,11 @@ class TaskData:
 
     @functools.cached_property
     def pool(self) -> list[tuple[int, Example]]:
-        """Few-shot candidates: the first `pool_size` examples of the train split."""
-        size = self.spec.few_shot.pool_size if self.spec.few_shot else 0
-        if not size or FEW_SHOT_SPLIT not in self.source.splits:
+        """Few-shot candidates: the first `pool_size` examples of the exemplar split."""
+        few_shot = self.spec.few_shot
+        if few_shot is None or few_shot.split not in self.source.splits:
             return []
-        return list(itertools.islice(self.examples(FEW_SHOT_SPLIT), size))
+        return list(itertools.islice(self.examples(few_shot.split), few_shot.pool_size))
 
 
 class FlanDataSource(seqio.DataSource):
@@ -91,7 +90,7 @@ class FlanDataSource(seqio.DataSource):
                  epoch: int = 0) -> Iterator[dict[str, Any]]:
         """Rendered examples as Python dicts (what the tf.data pipeline carries)."""
         pool = self.data.pool if self.renderer.few_shot else ()
-        in_pool = split == FEW_SHOT_SPLIT
+        in_pool = self.renderer.few_shot is not None and split == self.renderer.few_shot.split
         for index, fields in self.data.examples(split, shard_index, num_shards):
             out = self.renderer.render(fields, index, epoch, pool, query_in_pool=in_pool)
             yield {"inputs": out.inputs, "targets": out.targets,

@@ -17,7 +17,7 @@ from flan_jax.errors import CatalogError
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 TEMPLATE_GROUPS = ("opt", "noopt", "cot", "inv")
 OPTIONS_SLOT = "options_"
-FILE_FORMATS = ("jsonl", "tsv", "csv")
+FILE_FORMATS = ("jsonl", "json", "tsv", "csv")
 
 
 def style_name(shots: str, group: str) -> str:
@@ -48,6 +48,8 @@ class FewShotSpec:
     pool_size: int = 256
     budget: int = 1920
     patterns: tuple[FewShotPattern, ...] = (FewShotPattern(),)
+    split: str = "train"  # where exemplars come from (MMLU: "dev")
+    select: str = "random"  # "random" (seeded per example) or "first" (the pool's first k, in order)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,7 @@ class SourceSpec:
     format: str = ""
     columns: tuple[str, ...] = ()
     header: bool = False
+    records: str = ""  # json files: dotted path of the list of examples (BBH: "examples")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,10 +226,14 @@ def _read_source(r: _Reader) -> SourceSpec:
                 r.fail(f"splits.{split}", "expected a path, glob or list of paths")
         columns = r.str_list("columns")
         header = r.get("header", bool, default=False)
-        if fmt != "jsonl" and not columns and not header:
+        if fmt in ("tsv", "csv") and not columns and not header:
             r.fail("columns", f"{fmt} files need 'columns' or 'header: true'")
+        records = r.get("records", str, default="")
+        if records and fmt != "json":
+            r.fail("records", "'records' applies to json files only")
         spec = SourceSpec(kind, dict(splits), format=fmt, columns=columns, header=header,
-                          data_dir=r.get("data_dir", str), data_dir_env=r.get("data_dir_env", str))
+                          records=records, data_dir=r.get("data_dir", str),
+                          data_dir_env=r.get("data_dir_env", str))
     elif kind == "generated":
         fn = r.get("generated", str)
         if ":" not in fn:
@@ -315,7 +322,11 @@ def _read_few_shot(r: _Reader | None) -> FewShotSpec | None:
             for f in dataclasses.fields(FewShotPattern)}))
         pr.done()
     spec = FewShotSpec(k=r.get("k", int, default=3), pool_size=r.get("pool_size", int, default=256),
-                       budget=r.get("budget", int, default=1920), patterns=tuple(patterns))
+                       budget=r.get("budget", int, default=1920), patterns=tuple(patterns),
+                       split=r.get("split", str, default="train"),
+                       select=r.get("select", str, default="random"))
+    if spec.select not in ("random", "first"):
+        r.fail("select", f"unknown exemplar selection {spec.select!r}; use 'random' or 'first'")
     for key in ("k", "pool_size", "budget"):
         if getattr(spec, key) <= 0:
             r.fail(key, f"must be > 0, got {getattr(spec, key)}")

@@ -154,6 +154,8 @@ class FileSource(Source):
         with opener(path, "rt", encoding="utf-8", newline="") as f:
             if self.spec.format == "jsonl":
                 yield from self._jsonl_rows(path, f)
+            elif self.spec.format == "json":
+                yield from self._json_records(path, f)
             else:
                 yield from self._delimited_rows(path, f)
 
@@ -168,6 +170,20 @@ class FileSource(Source):
             if not isinstance(row, dict):
                 raise DataFormatError(f"{path}:{line_no}: expected a JSON object per line")
             yield row
+
+    def _json_records(self, path: str, f: io.TextIOBase) -> Iterator[Example]:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+        for key in filter(None, self.spec.records.split(".")):
+            if not isinstance(data, dict) or key not in data:
+                raise DataFormatError(f"{path}: no {self.spec.records!r} list in the JSON file")
+            data = data[key]
+        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+            raise DataFormatError(f"{path}: expected a list of JSON objects"
+                                  + (f" at {self.spec.records!r}" if self.spec.records else ""))
+        yield from data
 
     def _delimited_rows(self, path: str, f: io.TextIOBase) -> Iterator[Example]:
         delimiter = "\t" if self.spec.format == "tsv" else ","

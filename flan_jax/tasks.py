@@ -85,7 +85,8 @@ def cmd_show(catalog: Catalog, args: argparse.Namespace) -> None:
             print(f"   {i:2d}. input:  {t.input!r}\n       target: {t.target!r}")
     if spec.few_shot:
         fs = spec.few_shot
-        print(f"\n  few-shot: k={fs.k}, pool={fs.pool_size}, budget={fs.budget} tokens")
+        print(f"\n  few-shot: k={fs.k} ({fs.select} of the first {fs.pool_size} {fs.split} "
+              f"examples), budget={fs.budget} tokens")
         for p in fs.patterns:
             print(f"   - {p}")
 

@@ -131,7 +131,10 @@ class Renderer:
     def _exemplars(self, rng: random.Random, pool: Sequence[tuple[int, Example]],
                    exclude: int | None) -> list[Example]:
         k = self.few_shot.k
-        picks = rng.sample(range(len(pool)), min(len(pool), k + 1))
+        if self.few_shot.select == "first":
+            picks = range(min(len(pool), k + 1))
+        else:
+            picks = rng.sample(range(len(pool)), min(len(pool), k + 1))
         chosen = [pool[i][1] for i in picks if pool[i][0] != exclude]
         return chosen[:k]
 

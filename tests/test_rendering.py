@@ -164,3 +164,18 @@ def test_malformed_row_names_task_split_and_index(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFormatError, match=r"add_train.jsonl:4: malformed JSON"):
         list(data.examples("train"))
+
+
+def test_json_records_with_first_exemplars_from_dev(catalog):
+    rows = dataset_rows("toy_json_eval_fs_noopt", split="test")
+    assert [r["targets_pretokenized"].decode() for r in rows] == ["honey", "7"]
+    for row, question in zip(rows, ["What do bees make?", "How many days are in a week?"]):
+        assert row["inputs_pretokenized"].decode() == (
+            "Q: What colour is a ripe banana?\nA: yellow\n\n"
+            "Q: How many legs does a spider have?\nA: 8\n\n"
+            f"Q: {question}\nA:")
+    dev = dataset_rows("toy_json_eval_fs_noopt", split="dev")
+    assert dev[0]["inputs_pretokenized"].decode() == (  # the query is skipped, not reused
+        "Q: How many legs does a spider have?\nA: 8\n\n"
+        "Q: Which is heavier, a kilogram of iron or a gram of iron?\nA: a kilogram of iron\n\n"
+        "Q: What colour is a ripe banana?\nA:")
