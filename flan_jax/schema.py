@@ -297,6 +297,8 @@ def _read_templates(r: _Reader, provided: frozenset[str]) -> dict[str, tuple[Tem
                 except ValueError as e:
                     tr.fail(part, str(e))
                 for slot in slots:
+                    if slot == OPTIONS_SLOT and group != "opt":
+                        tr.fail(part, "{options_} is shown only by 'opt' templates")
                     if slot not in provided:
                         tr.fail(part, f"template slot {{{slot}}} is not provided by the parser "
                                       f"(it provides: {', '.join(sorted(provided)) or 'nothing'})")

@@ -97,3 +97,12 @@ def test_source_problems(tmp_path):
     assert "name/config:version" in error_for(tmp_path, text).problem
     text = "tasks:" + GOOD_TASK.format(name="a").replace("{train: 10}", "{train: 0}")
     assert error_for(tmp_path, text).field == "tasks[0].source.splits.train"
+
+
+def test_options_slot_only_in_opt_templates(tmp_path):
+    text = "tasks:" + GOOD_TASK.format(name="a").replace(
+        "fields: [question, answer]", "fields: [question, answer, options]").replace(
+        'input: "{question}"', 'input: "{question} {options_}"')
+    err = error_for(tmp_path, text)
+    assert err.field == "tasks[0].templates.noopt[0].input"
+    assert "only by 'opt' templates" in err.problem
