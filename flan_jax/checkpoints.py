@@ -1,0 +1,208 @@
+"""Checkpoints: flan_jax's own parameter format, and one entry point for every format.
+
+Three layouts are read and written, each with the model config beside the weights:
+
+    flan_jax   DIR/params/ (an orbax checkpoint of the parameter tree) + DIR/config.json;
+               DIR may also be an orbax CheckpointManager directory whose numbered step
+               directories each hold params/ (the latest is taken, config.json at the
+               top or in the step directory)
+    hf         DIR/config.json + model.safetensors (or shards, or pytorch_model.bin),
+               as `google/flan-t5-*` on the Hugging Face Hub
+    t5x        MODEL_DIR/checkpoint_<step>/checkpoint (msgpack) + zarr arrays
+
+`load_any` recognises the layout and returns (params, T5Config); `save_any` writes one.
+The parameter tree is the t5x tree without 'target', as nested dicts of numpy arrays.
+Every mismatch with the model is reported at once, by parameter path (CheckpointError).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from flan_jax.interop import hf, t5x
+from flan_jax.interop.common import (
+    CheckpointError,
+    Params,
+    cast,
+    check_params,
+    flatten,
+    param_problems,
+    read_config,
+    resolve_config,
+    unflatten,
+    write_config,
+)
+from flan_jax.interop.hf import load_hf, save_hf
+from flan_jax.interop.t5x import RESTORE_HINT, load_t5x, save_t5x
+from flan_jax.models.config import T5Config
+
+__all__ = [
+    "FORMATS",
+    "RESTORE_HINT",
+    "CheckpointError",
+    "Format",
+    "check_destination",
+    "check_params",
+    "detect_format",
+    "load_any",
+    "load_hf",
+    "load_params",
+    "load_t5x",
+    "save_any",
+    "save_hf",
+    "save_params",
+    "save_t5x",
+]
+
+Format = Literal["hf", "t5x", "flan_jax"]
+FORMATS: tuple[Format, ...] = ("hf", "t5x", "flan_jax")
+PARAMS_DIR = "params"
+CONFIG_FILE = "config.json"
+
+
+def _find_params_dir(path: Path) -> Path | None:
+    """The directory holding params/ at `path`: itself, or its latest numbered step."""
+    if (path / PARAMS_DIR).is_dir():
+        return path
+    steps = [
+        (int(child.name), child)
+        for child in (path.iterdir() if path.is_dir() else ())
+        if child.name.isdigit() and (child / PARAMS_DIR).is_dir()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def check_destination(path: str | Path, fmt: Format) -> Path:
+    """The directory `save_any(path, ..., fmt)` writes; CheckpointError if it already
+    holds a checkpoint, so that a caller can fail before reading a large source."""
+    if fmt == "hf":
+        return hf.destination(path)
+    if fmt == "t5x":
+        return t5x.destination(path)
+    if fmt == "flan_jax":
+        directory = Path(path).absolute()
+        if (directory / PARAMS_DIR).exists():
+            raise CheckpointError(
+                directory / PARAMS_DIR, "already exists", "Choose a new directory."
+            )
+        return directory
+    raise ValueError(f"unknown checkpoint format {fmt!r}; expected one of {FORMATS}")
+
+
+def save_params(path: str | Path, params: Params, config: T5Config) -> Path:
+    """Writes a plain parameter checkpoint: DIR/params (orbax) + DIR/config.json.
+
+    The tree is checked against `config` first, so a written checkpoint always loads.
+    """
+    directory = check_destination(path, "flan_jax")
+    check_params(params, config)
+    directory.mkdir(parents=True, exist_ok=True)
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(directory / PARAMS_DIR, params)
+    write_config(directory / CONFIG_FILE, config)
+    return directory
+
+
+def load_params(path: str | Path, config: T5Config | None = None) -> tuple[Params, T5Config]:
+    """Reads a flan_jax parameter checkpoint (see `save_params`) into (params, config).
+
+    With `config`, the stored config must agree with it on the architecture.
+    """
+    requested = Path(path).absolute()
+    directory = _find_params_dir(requested)
+    if directory is None:
+        raise CheckpointError(
+            requested, f"no flan_jax checkpoint here (expected a '{PARAMS_DIR}' subdirectory)"
+        )
+    config_path = next(
+        (p for p in (directory / CONFIG_FILE, directory.parent / CONFIG_FILE) if p.is_file()),
+        directory / CONFIG_FILE,
+    )
+    loaded = read_config(config_path)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            # Restore onto the host CPU whatever mesh the arrays were saved from.
+            host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+            stored = checkpointer.metadata(directory / PARAMS_DIR).item_metadata
+            target = jax.tree_util.tree_map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=host), stored
+            )
+            restored = checkpointer.restore(directory / PARAMS_DIR, target)
+    except Exception as e:
+        # Orbax and TensorStore raise many exception types for one cause: a damaged directory.
+        raise CheckpointError(
+            directory / PARAMS_DIR,
+            f"cannot restore the orbax checkpoint ({type(e).__name__}: {e})",
+            "The checkpoint is incomplete or damaged; use another step or re-create it.",
+        ) from None
+    flat = {k: np.asarray(v) for k, v in flatten(restored).items()}
+    problems = param_problems(flat, loaded)
+    config = resolve_config(loaded, config, problems)
+    if problems:
+        raise CheckpointError(directory, problems)
+    return unflatten(flat), config
+
+
+def detect_format(path: str | Path) -> Format:
+    """Which layout is at `path`; CheckpointError saying what was looked for if none."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "does not exist")
+    if path.is_dir() and hf.is_hf_dir(path):
+        return "hf"
+    if t5x.find_checkpoint(path) is not None:
+        return "t5x"
+    if path.is_dir() and _find_params_dir(path) is not None:
+        return "flan_jax"
+    raise CheckpointError(
+        path,
+        "not a recognised checkpoint",
+        "Expected a Hugging Face directory (config.json + model.safetensors or pytorch_model.bin), "
+        "a t5x checkpoint (a msgpack file named 'checkpoint', or checkpoint_<step> directories), "
+        f"or a flan_jax checkpoint (a '{PARAMS_DIR}' directory + {CONFIG_FILE}).",
+    )
+
+
+def load_any(
+    path: str | Path,
+    *,
+    fmt: Format | None = None,
+    config: T5Config | None = None,
+    dtype: str | None = None,
+    show_progress: bool = False,
+) -> tuple[Params, T5Config]:
+    """Reads a checkpoint of any supported layout (detected unless `fmt` is given)
+    into (params, config), cast to `dtype` if given.
+
+    With `config`, the checkpoint must agree with it on the architecture and
+    `config` is returned (it carries the run's dtype, dropout and remat settings).
+    """
+    fmt = fmt or detect_format(path)
+    if fmt == "hf":
+        params, config = load_hf(path, config, show_progress=show_progress)
+    elif fmt == "t5x":
+        params, config = load_t5x(path, config, show_progress=show_progress)
+    elif fmt == "flan_jax":
+        params, config = load_params(path, config)
+    else:
+        raise ValueError(f"unknown checkpoint format {fmt!r}; expected one of {FORMATS}")
+    return cast(params, dtype), config
+
+
+def save_any(
+    path: str | Path, params: Params, config: T5Config, fmt: Format, *, show_progress: bool = False
+) -> Path:
+    """Writes `params` in layout `fmt`; returns the directory written (for t5x, the
+    checkpoint_<step> directory)."""
+    if fmt == "hf":
+        return save_hf(path, params, config, show_progress=show_progress)
+    if fmt == "t5x":
+        return save_t5x(path, params, config, show_progress=show_progress)
+    if fmt == "flan_jax":
+        return save_params(path, params, config)
+    raise ValueError(f"unknown checkpoint format {fmt!r}; expected one of {FORMATS}")
