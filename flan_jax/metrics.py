@@ -222,6 +222,11 @@ METRICS: dict[str, MetricFn] = {
 
 
 def get_metric(name: str) -> MetricFn:
+    """A metric by its short name, or any `module:function` with seqio's metric signature."""
+    if ":" in name:
+        from flan_jax.sources import import_function
+
+        return import_function(name)
     if name not in METRICS:
         raise KeyError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
     return METRICS[name]

@@ -106,9 +106,10 @@ def _read_file(path: Path, catalog: Catalog, origin: dict[str, str]) -> None:
 
 def _check_task(spec: TaskSpec) -> None:
     for i, name in enumerate(spec.metrics):
-        if name not in metrics.METRICS:
+        if name not in metrics.METRICS and ":" not in name:
             raise CatalogError(spec.file, f"task {spec.name}: metrics[{i}]",
-                               f"unknown metric {name!r}; known: {', '.join(sorted(metrics.METRICS))}")
+                               f"unknown metric {name!r}; use one of "
+                               f"{', '.join(sorted(metrics.METRICS))} or 'module:function'")
 
 
 def _check_mixtures(catalog: Catalog) -> None:

@@ -106,3 +106,12 @@ def test_options_slot_only_in_opt_templates(tmp_path):
     err = error_for(tmp_path, text)
     assert err.field == "tasks[0].templates.noopt[0].input"
     assert "only by 'opt' templates" in err.problem
+
+
+def test_metric_may_be_a_function_reference(tmp_path):
+    write(tmp_path, "tasks:" + GOOD_TASK.format(name="a") +
+          '    metrics: ["flan_jax.metrics:accuracy"]\n', "ok.yaml")
+    spec = load_catalog([tmp_path]).tasks["a"]
+    assert spec.metrics == ("flan_jax.metrics:accuracy",)
+    from flan_jax.metrics import accuracy, get_metric
+    assert get_metric(spec.metrics[0]) is accuracy
