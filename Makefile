@@ -24,8 +24,7 @@ pytest: $(STAMP)
 test: lint pytest
 
 demo: $(STAMP)
-	$(PY) -m flan_jax.tasks stats demo_submix
-	$(PY) -m flan_jax.tasks preview demo_submix -n 4
+	FLAN_JAX_VOCAB=byte TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m flan_jax.train --gin_file=gin/runs/demo.gin
 
 bench: $(STAMP)
 	$(PY) benchmarks/data_pipeline.py

@@ -1,0 +1,325 @@
+"""`python -m flan_jax.train --gin_file=gin/runs/finetune.gin --gin.MODEL_DIR="'/tmp/run'"`
+
+The t5x command line on flan_jax: gin files and `--gin.NAME=value` bindings with t5x's
+macro names (MODEL_DIR, MIXTURE_OR_TASK_NAME, MIXTURE_OR_TASK_MODULE, TASK_FEATURE_LENGTHS,
+TRAIN_STEPS, BATCH_SIZE, DROPOUT_RATE, INITIAL_CHECKPOINT_PATH, EVAL_PERIOD, EVAL_STEPS).
+`train()` below reads top to bottom: config → mesh → data → state (restored, initial
+checkpoint, or fresh) → one jitted step → loop with checkpoints, eval and reports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gin
+
+from flan_jax.errors import FlanJaxError
+
+# Parameter name of `train` -> the t5x macro that gin files bind it to.
+MACROS = {"model_dir": "MODEL_DIR", "mixture_or_task_name": "MIXTURE_OR_TASK_NAME",
+          "task_feature_lengths": "TASK_FEATURE_LENGTHS", "train_steps": "TRAIN_STEPS",
+          "batch_size": "BATCH_SIZE", "model_config": "MODEL_CONFIG",
+          "mixture_or_task_module": "MIXTURE_OR_TASK_MODULE",
+          "initial_checkpoint_path": "INITIAL_CHECKPOINT_PATH", "eval_period": "EVAL_PERIOD",
+          "eval_steps": "EVAL_STEPS"}
+
+
+class NonFiniteLossError(FlanJaxError):
+    """Training produced a NaN or infinite loss."""
+
+
+def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
+          task_feature_lengths: Mapping[str, int] = gin.REQUIRED,
+          train_steps: int = gin.REQUIRED, batch_size: int = gin.REQUIRED,
+          model_config: Any = gin.REQUIRED, optimizer: Any = None,
+          mixture_or_task_module: str | None = None, initial_checkpoint_path: str | None = None,
+          eval_period: int = 1000, eval_steps: int = 20, eval_mixture_or_task_name: str | None = None,
+          infer_eval_tasks: Sequence[str] = (), infer_eval_split: str = "test",
+          infer_eval_examples: int = 100, infer_eval_period: int | None = None,
+          infer_max_decode_length: int | None = None,
+          checkpoint_period: int = 1000, keep_checkpoints: int | None = 3,
+          async_checkpoints: bool = True, num_partitions: int = 1,
+          mesh_shape: Sequence[int] | None = None, distributed: Any = None,
+          seed: int = 0, pack: bool = True, shuffle_buffer_size: int | None = None, z_loss: float = 1e-4, label_smoothing: float = 0.0,
+          loss_normalizing_factor: float | str | None = None, num_microbatches: int = 1,
+          vocabulary: str | None = None, log_period: int = 10, peak_flops: float | None = None,
+          plot: bool = True, progress_bar: bool = True, stop_after_steps: int | None = None,
+          debug_kill_at_step: int | None = None) -> dict[str, Any]:
+    """Trains (or resumes training) and returns the final metrics.
+
+    `vocabulary` sets $FLAN_JAX_VOCAB ('byte' or a SentencePiece file) for the tasks.
+    `infer_eval_tasks`: seqio tasks scored by greedy decoding + their metrics before
+    training, every `infer_eval_period` steps and at the end. `stop_after_steps` ends
+    this invocation early (as a preemption would); `debug_kill_at_step` SIGKILLs the
+    process after that step (fault injection for the exact-resume test).
+    """
+    import jax
+    import numpy as np
+
+    from flan_jax import checkpoints, optimizers, partitioning, training_data, training_eval
+    from flan_jax.train_step import TrainState, init_train_state, make_eval_step, make_train_step
+    from flan_jax.training_checkpoints import TrainCheckpoints
+    from flan_jax.training_report import Reporter
+
+    t0 = time.perf_counter()
+    # -- configuration --------------------------------------------------------------------
+    if vocabulary:
+        os.environ["FLAN_JAX_VOCAB"] = vocabulary
+    if "flan_jax.catalog" in sys.modules:
+        # Registered at import, before gin was parsed: register again so that the tasks
+        # take the configured vocabulary (`vocabulary` or flan_jax.vocab.get_vocabulary.path).
+        from flan_jax.registry import register_catalog
+        register_catalog()
+    if distributed is not None:
+        distributed()
+    with gin.unlock_config():  # the task module may declare gin configurables
+        importlib.import_module(mixture_or_task_module or "flan_jax.catalog")
+    config = model_config
+    optimizer = optimizer if optimizer is not None else optimizers.make_optimizer()
+    model_dir = Path(model_dir).expanduser().absolute()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        (model_dir / "config.gin").write_text(gin.config_str())
+
+    # -- mesh, state shapes and shardings -------------------------------------------------
+    mesh = partitioning.make_mesh(num_partitions=num_partitions, mesh_shape=mesh_shape)
+    rng = jax.random.key(seed)
+    abstract = jax.eval_shape(lambda: init_train_state(config, optimizer, rng))
+    shardings = TrainState(partitioning.replicated(mesh),
+                           partitioning.param_shardings(config, mesh),
+                           partitioning.state_shardings(abstract.opt_state, config, mesh))
+    abstract = jax.tree_util.tree_map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+    # -- state: resume from MODEL_DIR, else initial checkpoint, else fresh ------------------
+    ckpt = TrainCheckpoints(model_dir, config, period=checkpoint_period, keep=keep_checkpoints,
+                            async_save=async_checkpoints)
+    restored = ckpt.restore_or_none(abstract)
+    if restored is not None:
+        state, data_state = restored
+        print(f"Resumed from {model_dir}/{int(state.step)} "
+              f"({data_state['batches_consumed']} batches consumed)")
+    else:
+        data_state = {"batches_consumed": 0}
+        params = None
+        if initial_checkpoint_path:
+            params, _ = checkpoints.load_any(initial_checkpoint_path, config=config)
+            print(f"Initial parameters from {initial_checkpoint_path}")
+        state = jax.jit(lambda p: init_train_state(config, optimizer, rng, p),
+                        out_shardings=shardings)(params)
+
+    # -- data ------------------------------------------------------------------------------
+    host_batch = partitioning.per_host_batch_size(batch_size)
+    shard = partitioning.host_shard_info()
+    train_iter = training_data.train_iterator(
+        mixture_or_task_name, task_feature_lengths, host_batch, seed=seed, pack=pack,
+        shard_info=shard, consumed=data_state["batches_consumed"],
+        shuffle_buffer_size=shuffle_buffer_size)
+    eval_name = eval_mixture_or_task_name or mixture_or_task_name
+    eval_batches = training_data.eval_batches(eval_name, task_feature_lengths, host_batch,
+                                              eval_steps, split="validation", pack=pack,
+                                              shard_info=shard) if eval_steps else []
+    eval_sets = {t: training_eval.load_eval_set(t, infer_eval_split,
+                                                task_feature_lengths["inputs"],
+                                                infer_eval_examples)
+                 for t in infer_eval_tasks}
+
+    print(f"Data and eval sets ready ({time.perf_counter() - t0:.1f}s)")
+    # -- one jitted train step and eval step ---------------------------------------------
+    batch_shardings = partitioning.batch_sharding(mesh)
+    step_fn = jax.jit(
+        make_train_step(config, optimizer, z_loss=z_loss, label_smoothing=label_smoothing,
+                        loss_normalizing_factor=loss_normalizing_factor,
+                        num_microbatches=num_microbatches),
+        in_shardings=(shardings, batch_shardings, partitioning.replicated(mesh)),
+        out_shardings=(shardings, partitioning.replicated(mesh)), donate_argnums=(0,))
+    eval_fn = jax.jit(make_eval_step(config, z_loss=z_loss,
+                                     loss_normalizing_factor=loss_normalizing_factor),
+                      in_shardings=(shardings.params, batch_shardings))
+    dropout_rng = jax.random.fold_in(rng, 1)
+    schedule = optimizers.learning_rate_schedule()
+
+    infer_period = infer_eval_period or eval_period or train_steps
+
+    def run_eval(step: int, infer: bool = True) -> None:
+        if eval_batches:
+            totals: dict[str, float] = {}
+            for b in eval_batches:
+                for k, v in eval_fn(state.params, partitioning.global_batch(b, mesh)).items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+            report.eval_loss(step, totals, len(eval_batches))
+        if eval_sets and infer:
+            report.infer_eval(step, training_eval.evaluate(
+                state.params, config, eval_sets,
+                infer_max_decode_length or task_feature_lengths["targets"]))
+
+    # -- loop ------------------------------------------------------------------------------
+    report = Reporter(model_dir, config, train_steps=train_steps, batch_size=batch_size,
+                      lengths=task_feature_lengths, peak_flops=peak_flops, log_period=log_period,
+                      progress_bar=progress_bar, first_step=int(state.step))
+    stop = {"signal": None}
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stop["signal"] = signum
+
+    previous_handler = signal.signal(signal.SIGTERM, on_sigterm)
+    start_step = int(state.step)
+    if start_step == 0:
+        run_eval(0)
+    last_good = start_step
+    try:
+        for step in range(start_step, train_steps):
+            batch = next(train_iter)
+            state, metrics = step_fn(state, partitioning.global_batch(batch, mesh), dropout_rng)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if not np.isfinite(metrics["loss"]):
+                ckpt.wait()
+                raise NonFiniteLossError(
+                    f"non-finite loss ({metrics['loss']}) at step {step + 1}. Training stopped; "
+                    f"the last good checkpoint is step {ckpt.latest_step()} in {model_dir} "
+                    "(nothing was saved after it). Lower the learning rate, check the data, "
+                    "or enable z-loss, then resume from MODEL_DIR.")
+            metrics["learning_rate"] = float(schedule(step))
+            report.train(step + 1, metrics)
+            last_good = step + 1
+            done = last_good == train_steps
+            ckpt.save(state, train_iter.state(), force=done)
+            if (eval_period and last_good % eval_period == 0) or done:
+                run_eval(last_good, infer=done or last_good % infer_period == 0)
+            if stop["signal"] is not None:
+                ckpt.save(state, train_iter.state(), force=True)
+                ckpt.close()
+                print(f"\nSIGTERM: saved a checkpoint at step {last_good} in {model_dir}; "
+                      "exiting. Run the same command to resume.")
+                report.close()
+                return {"step": last_good, "stopped": "SIGTERM"}
+            if debug_kill_at_step is not None and last_good == debug_kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if stop_after_steps is not None and last_good - start_step >= stop_after_steps:
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+        ckpt.close()
+        report.close()
+    if jax.process_index() == 0:
+        (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
+    summary = report.finish(eval_sets, plot=plot)
+    summary["step"] = last_good
+    return summary
+
+
+def _macro_for(message: str) -> str | None:
+    for param, macro in MACROS.items():
+        if f"'{param}'" in message or f"{macro}/" in message or f"%{macro}" in message:
+            return macro
+    return None
+
+
+def _fail(message: str) -> int:
+    print(f"flan_jax.train: {message}", file=sys.stderr)
+    return 2
+
+
+def parse_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """t5x-style flags -> (gin files, bindings, search paths)."""
+    files, bindings, paths = [], [], []
+    for arg in argv:
+        if arg.startswith("--gin_file="):
+            files.append(arg.split("=", 1)[1])
+        elif arg.startswith("--gin_search_paths="):
+            paths += [p for p in arg.split("=", 1)[1].split(",") if p]
+        elif arg.startswith("--gin.") and "=" in arg:
+            name, value = arg[len("--gin."):].split("=", 1)
+            bindings.append(f"{name} = {value}")
+        elif arg.startswith("--gin_bindings="):
+            bindings.append(arg.split("=", 1)[1])
+        else:
+            raise ValueError(f"unknown flag {arg!r}; use --gin_file=FILE, --gin.NAME=VALUE, "
+                             "--gin_bindings='NAME = VALUE' or --gin_search_paths=DIR,DIR")
+    return files, bindings, paths
+
+
+_REGISTERED = False
+
+
+def register() -> None:
+    """Makes `train` configurable as `train` in gin files (once per process)."""
+    global _REGISTERED
+    if not _REGISTERED:
+        gin.external_configurable(train, "train", module="flan_jax.train")
+        _REGISTERED = True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    register()
+    # Modules declaring gin configurables, imported before the config is parsed and locked.
+    from flan_jax import catalog, optimizers, partitioning, vocab  # noqa: F401
+    try:
+        files, bindings, paths = parse_flags(argv)
+    except ValueError as e:
+        return _fail(str(e))
+    if not files:
+        return _fail("no --gin_file given. Try: python -m flan_jax.train "
+                     "--gin_file=gin/runs/demo.gin")
+    repo_gin = Path(__file__).resolve().parent.parent / "gin"
+    for path in [*paths, str(repo_gin)]:
+        gin.add_config_file_search_path(path)
+    # Search the configured directories before the working directory: gin's fallback
+    # treats 'runs/x.gin' as package 'runs' and fails on a ./runs directory (a run dir).
+    prefixes = gin.config._LOCATION_PREFIXES
+    if "" in prefixes:
+        prefixes.remove("")
+        prefixes.append("")
+    files = [str(Path(f).absolute()) if Path(f).is_file() else f for f in files]
+    root = logging.getLogger()
+    level, root.level = root.level, logging.CRITICAL  # gin logs each search-path miss
+    try:
+        gin.parse_config_files_and_bindings(files, bindings, finalize_config=True)
+    except (ValueError, KeyError, SyntaxError, OSError, ImportError, TypeError) as e:
+        text = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip(".")
+        macro = _macro_for(str(e))
+        if "not subsequently overridden" in str(e) and macro:
+            return _fail(f"the required macro {macro} is not set. Add "
+                         f"--gin.{macro}=... to the command line (strings in quotes, e.g. "
+                         f"--gin.{macro}=\"'value'\") or bind it in a gin file.")
+        if "No configurable matching" in str(e) or "parameter named" in str(e) or (
+                "unknown" in str(e).lower()):
+            return _fail(f"unknown gin binding: {text}. Check the spelling against the "
+                         "configurable's parameters (the operative config of a previous run, "
+                         "MODEL_DIR/config.gin, lists them) or drop the binding.")
+        return _fail(f"cannot read the gin configuration ({type(e).__name__}: {text}). "
+                     "Check the --gin_file paths (searched in --gin_search_paths, gin/ and "
+                     "the current directory) and the binding syntax NAME=VALUE with Python "
+                     "literals (strings quoted).")
+    finally:
+        root.level = level
+    configured = gin.get_configurable(train)
+    print("Gin configuration:\n" + gin.config_str())
+    try:
+        configured()
+    except RuntimeError as e:
+        if "Required bindings" in str(e) or "gin.REQUIRED" in str(e):
+            macro = _macro_for(str(e))
+            name = macro or str(e)
+            return _fail(f"the required setting {name} is missing. Add --gin.{name}=... "
+                         "or bind it in a gin file (see gin/runs/finetune.gin).")
+        raise
+    except NonFiniteLossError as e:
+        _fail(str(e))
+        return 1
+    except FlanJaxError as e:
+        return _fail(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(importlib.import_module("flan_jax.train").main())
