@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flan_jax.errors import DataFormatError
-from flan_jax.schema import ParserSpec
+from flan_jax.schema import VARIANTS, ParserSpec
 from flan_jax.sources import Example, import_function
 
 Parser = Callable[[Example], Example]
@@ -32,6 +32,17 @@ def _as_list(value: Any, path: str) -> list[Any]:
     return value
 
 
+def _variants(out: Example) -> list[Example] | None:
+    """The alternative field sets a parser function offers under `_variants`, checked."""
+    if VARIANTS not in out:
+        return None
+    variants = out[VARIANTS]
+    if not isinstance(variants, list) or not variants or not all(
+            isinstance(v, dict) for v in variants):
+        raise DataFormatError(f"the parser's {VARIANTS!r} must be a non-empty list of field dicts")
+    return variants
+
+
 def make_parser(spec: ParserSpec) -> Parser:
     """Builds the parser for a task; its output has exactly `spec.provided_fields()`
     minus the rendered `options_` slot."""
@@ -39,9 +50,16 @@ def make_parser(spec: ParserSpec) -> Parser:
 
     def parse(raw: Example) -> Example:
         out: Example = dict(function(raw)) if function else {}
+        variants = _variants(out)
         for field in spec.fields:
-            if field not in out:
-                out[field] = lookup(raw, field)
+            if field in out:
+                continue
+            if variants:
+                if not all(field in v for v in variants):
+                    raise DataFormatError(f"field {field!r} is missing from some of the "
+                                          f"parser's {len(variants)} {VARIANTS}")
+                continue
+            out[field] = lookup(raw, field)
         for field, path in spec.rename.items():
             out[field] = lookup(raw, path)
         for field, path in spec.first.items():

@@ -4,12 +4,18 @@ Loading reads only YAML (no data); registering builds one `seqio.Task` per task
 and style and one `FlanMixture` per mixture. Catalog directories: the repo's
 `tasks/`, plus any listed in $FLAN_JAX_TASK_PATHS (os.pathsep-separated), or
 the paths given explicitly.
+
+A `tasks:` item `{expand: "module:function", ...}` stands for the task definitions the
+function returns (a list of mappings, e.g. one per data file found in a directory); the
+item's other keys and the file's `defaults` fill in what each definition leaves out.
+The function runs when the catalog is loaded, so it must be cheap and read no data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,12 +23,14 @@ from pathlib import Path
 import yaml
 
 from flan_jax import metrics, vocab
-from flan_jax.errors import CatalogError
+from flan_jax.errors import CatalogError, FlanJaxError
 from flan_jax.schema import MixtureSpec, TaskSpec, read_mixture, read_task
+from flan_jax.sources import import_function
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "tasks"
 PATHS_ENV = "FLAN_JAX_TASK_PATHS"
 _TOP_LEVEL = ("defaults", "tasks", "mixtures")
+EXPAND = "expand"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -34,14 +42,21 @@ class Catalog:
     mixtures: dict[str, MixtureSpec] = dataclasses.field(default_factory=dict)
 
     def task_styles(self) -> dict[str, tuple[TaskSpec, str]]:
-        """Every seqio task name -> (its definition, its style)."""
-        return {spec.task_name(style): (spec, style)
-                for spec in self.tasks.values() for style in spec.styles}
+        """Every seqio task name -> (its definition, its style); do not modify it (it is
+        reused until `tasks` changes)."""
+        key = tuple(map(id, self.tasks.values()))
+        cached = self.__dict__.get("_task_styles")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_task_styles"] = (key, {
+                spec.task_name(style): (spec, style)
+                for spec in self.tasks.values() for style in spec.styles})
+        return cached[1]
 
     def members(self, mixture: str) -> list[str]:
-        """The seqio task names a leaf mixture selects, in catalog order."""
+        """The seqio task names a leaf mixture selects, in catalog order (with
+        `max_tasks`, those of the first N selected task definitions)."""
         spec = self.mixtures[mixture]
-        out = []
+        out, definitions = [], set()
         for name, (task, style) in self.task_styles().items():
             if spec.tasks and not any(fnmatch.fnmatchcase(name, p) for p in spec.tasks):
                 continue
@@ -49,6 +64,10 @@ class Catalog:
                 continue
             if spec.styles and style not in spec.styles:
                 continue
+            if spec.max_tasks is not None and task.name not in definitions:
+                if len(definitions) == spec.max_tasks:
+                    continue
+                definitions.add(task.name)
             out.append(name)
         return out
 
@@ -88,20 +107,46 @@ def _read_file(path: Path, catalog: Catalog, origin: dict[str, str]) -> None:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise CatalogError(file, "defaults", "expected a mapping")
-    for kind, reader, table in (("tasks", read_task, catalog.tasks),
+    memo: dict = {}  # validated templates shared by this file's tasks
+    for kind, reader, table in (("tasks", functools.partial(read_task, memo=memo), catalog.tasks),
                                 ("mixtures", read_mixture, catalog.mixtures)):
         items = data.get(kind) or []
         if not isinstance(items, list):
             raise CatalogError(file, kind, "expected a list")
-        for i, item in enumerate(items):
-            if kind == "tasks" and isinstance(item, dict):
-                item = {**defaults, **item}
-            spec = reader(file, f"{kind}[{i}]", item)
+        for where, item in _entries(file, kind, items, defaults):
+            spec = reader(file, where, item)
             if spec.name in origin:
-                raise CatalogError(file, f"{kind}[{i}].name",
+                raise CatalogError(file, f"{where}.name",
                                    f"duplicate name {spec.name!r} (also defined in {origin[spec.name]})")
             origin[spec.name] = file
             table[spec.name] = spec
+
+
+def _entries(file: str, kind: str, items: list, defaults: dict) -> Iterable[tuple[str, object]]:
+    """(field path, definition) of each item, task items merged over `defaults` and
+    `expand` items replaced by the definitions their function returns."""
+    for i, item in enumerate(items):
+        where = f"{kind}[{i}]"
+        if kind != "tasks" or not isinstance(item, dict):
+            yield where, item
+        elif EXPAND not in item:
+            yield where, {**defaults, **item}
+        else:
+            extra = {k: v for k, v in item.items() if k != EXPAND}
+            for j, task in enumerate(_expand(file, f"{where}.{EXPAND}", item[EXPAND])):
+                yield f"{where}.{EXPAND}[{j}]", {**defaults, **extra, **task}
+
+
+def _expand(file: str, where: str, ref: object) -> list[dict]:
+    if not isinstance(ref, str) or ":" not in ref:
+        raise CatalogError(file, where, f"expected 'module:function', got {ref!r}")
+    try:
+        tasks = import_function(ref)()
+    except FlanJaxError as e:
+        raise CatalogError(file, where, str(e)) from None
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+        raise CatalogError(file, where, f"{ref} must return a list of task definitions (mappings)")
+    return tasks
 
 
 def _check_task(spec: TaskSpec) -> None:

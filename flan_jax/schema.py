@@ -17,6 +17,9 @@ from flan_jax.errors import CatalogError
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 TEMPLATE_GROUPS = ("opt", "noopt", "cot", "inv")
 OPTIONS_SLOT = "options_"
+# A parser may return alternative field sets under this key (e.g. which dialog turn to
+# predict); the renderer picks one per example with the example's seeded generator.
+VARIANTS = "_variants"
 FILE_FORMATS = ("jsonl", "json", "tsv", "csv")
 
 
@@ -32,6 +35,9 @@ ALL_STYLES = tuple(style_name(s, g) for s in ("zs", "fs") for g in TEMPLATE_GROU
 class Template:
     input: str
     target: str
+    # Shown once at the head of the prompt: before `input` zero-shot, before all the
+    # exemplars few-shot (e.g. an NIv2 task definition); exemplars render `input` only.
+    instruction: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,15 +66,16 @@ class OptionsFormat:
 
 @dataclasses.dataclass(frozen=True)
 class SourceSpec:
-    kind: str  # "tfds" | "files" | "generated"
+    kind: str  # "tfds" | "files" | "generated" | "reader"
     splits: Mapping[str, Any]  # our split -> tfds split | file path/glob | example count
-    name: str = ""  # tfds "name/config:version" or "module:function" for generated
+    name: str = ""  # tfds "name/config:version", "module:function" (generated), or what a reader reads
     data_dir: str | None = None
     data_dir_env: str | None = None
     format: str = ""
     columns: tuple[str, ...] = ()
     header: bool = False
     records: str = ""  # json files: dotted path of the list of examples (BBH: "examples")
+    reader: str = ""  # "module:Class", a flan_jax.sources.Source subclass that reads `name`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +134,7 @@ class MixtureSpec:
     styles: tuple[str, ...] = ()
     cap: int | None = None
     mixtures: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    max_tasks: int | None = None  # only the first N selected task definitions (catalog order)
 
     @property
     def is_nested(self) -> bool:
@@ -210,9 +218,9 @@ def template_slots(text: str) -> list[str]:
 
 
 def _read_source(r: _Reader) -> SourceSpec:
-    kinds = [k for k in ("tfds", "files", "generated") if k in r.data]
+    kinds = [k for k in ("tfds", "files", "generated", "reader") if k in r.data]
     if len(kinds) != 1:
-        r.fail("", "give exactly one of 'tfds', 'files' or 'generated'")
+        r.fail("", "give exactly one of 'tfds', 'files', 'generated' or 'reader'")
     kind = kinds[0]
     splits = r.get("splits", Mapping, required=True)
     if not splits:
@@ -242,6 +250,15 @@ def _read_source(r: _Reader) -> SourceSpec:
             if not isinstance(count, int) or count <= 0:
                 r.fail(f"splits.{split}", f"expected a positive example count, got {count!r}")
         spec = SourceSpec(kind, dict(splits), name=fn)
+    elif kind == "reader":  # a collection's own Source class, e.g. for the P3 prompt files
+        reader = r.get("reader", str)
+        if ":" not in reader:
+            r.fail("reader", f"expected 'module:Class', got {reader!r}")
+        for split, value in splits.items():
+            if not isinstance(value, str):
+                r.fail(f"splits.{split}", f"expected the reader's split name, got {value!r}")
+        spec = SourceSpec(kind, dict(splits), name=r.get("name", str, default=""), reader=reader,
+                          data_dir=r.get("data_dir", str), data_dir_env=r.get("data_dir_env", str))
     else:
         name = r.get("tfds", str)
         if ":" not in name:
@@ -289,9 +306,10 @@ def _read_templates(r: _Reader, provided: frozenset[str]) -> dict[str, tuple[Tem
         for i, item in enumerate(items):
             tr = _Reader(r.file, r.where(f"{group}[{i}]"), item)
             template = Template(tr.get("input", str, required=True),
-                                tr.get("target", str, required=True))
+                                tr.get("target", str, required=True),
+                                tr.get("instruction", str, default=""))
             tr.done()
-            for part in ("input", "target"):
+            for part in ("instruction", "input", "target"):
                 try:
                     slots = template_slots(getattr(template, part))
                 except ValueError as e:
@@ -302,7 +320,8 @@ def _read_templates(r: _Reader, provided: frozenset[str]) -> dict[str, tuple[Tem
                     if slot not in provided:
                         tr.fail(part, f"template slot {{{slot}}} is not provided by the parser "
                                       f"(it provides: {', '.join(sorted(provided)) or 'nothing'})")
-            if group == "opt" and OPTIONS_SLOT not in template_slots(template.input):
+            if group == "opt" and OPTIONS_SLOT not in template_slots(
+                    template.instruction + template.input):
                 tr.fail("input", "an 'opt' template must show the options with {options_}")
             templates.append(template)
         groups[group] = tuple(templates)
@@ -349,16 +368,32 @@ def _read_options_format(r: _Reader | None) -> OptionsFormat:
     return fmt
 
 
-def read_task(file: str, path: str, data: Mapping[str, Any]) -> TaskSpec:
-    """Validates one task definition (defaults already merged in)."""
+def read_task(file: str, path: str, data: Mapping[str, Any],
+              memo: dict | None = None) -> TaskSpec:
+    """Validates one task definition (defaults already merged in). With a `memo` dict
+    (the caller's, one per file), definitions that share the very same `templates` /
+    `few_shot` mappings (defaults, `expand`ed tasks) have them validated once."""
     r = _Reader(file, path, data)
+
+    def shared(key: str, extra: Any, read: Any) -> Any:
+        value = data.get(key)
+        if memo is None or not isinstance(value, Mapping):
+            return read()
+        hit = memo.get((key, id(value), extra))
+        if hit is None or hit[0] is not value:
+            hit = memo[(key, id(value), extra)] = (value, read())
+        r.used.add(key)
+        return hit[1]
+
     name = _name(r)
     source = _read_source(r.sub("source", required=True))
     parser = _read_parser(r.sub("parser"))
     if source.kind == "files" and source.columns and not (parser.rename or parser.function):
         parser = dataclasses.replace(parser, fields=parser.fields or source.columns)
-    templates = _read_templates(r.sub("templates", required=True), parser.provided_fields())
-    few_shot = _read_few_shot(r.sub("few_shot"))
+    provided = parser.provided_fields()
+    templates = shared("templates", provided,
+                       lambda: _read_templates(r.sub("templates", required=True), provided))
+    few_shot = shared("few_shot", None, lambda: _read_few_shot(r.sub("few_shot")))
     derived = [style_name("zs", g) for g in templates]
     if few_shot is not None:
         derived += [style_name("fs", g) for g in templates]
@@ -394,9 +429,13 @@ def read_mixture(file: str, path: str, data: Mapping[str, Any]) -> MixtureSpec:
     spec = MixtureSpec(
         name=name, file=file, tasks=r.str_list("tasks"), collections=r.str_list("collections"),
         styles=r.str_list("styles"), cap=r.get("cap", int),
-        mixtures={str(k): float(v) for k, v in mixtures.items()})
+        mixtures={str(k): float(v) for k, v in mixtures.items()},
+        max_tasks=r.get("max_tasks", int))
     if spec.cap is not None and spec.cap <= 0:
         r.fail("cap", f"a cap must be > 0, got {spec.cap}")
+    if spec.max_tasks is not None and (spec.max_tasks <= 0 or spec.is_nested):
+        r.fail("max_tasks", f"max_tasks must be > 0 and belongs to a leaf mixture, "
+                            f"got {spec.max_tasks}")
     selects = bool(spec.tasks or spec.collections or spec.styles)
     if selects == spec.is_nested:
         r.fail("", "give either member 'mixtures' with weights, or tasks selected by "

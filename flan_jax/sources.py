@@ -253,4 +253,10 @@ _KINDS = {"generated": GeneratedSource, "files": FileSource, "tfds": TfdsSource}
 
 
 def make_source(spec: SourceSpec, task_name: str, yaml_file: str) -> Source:
+    if spec.kind == "reader":  # a Source subclass named in the YAML (`reader: module:Class`)
+        cls = import_function(spec.reader)
+        if not (isinstance(cls, type) and issubclass(cls, Source)):
+            raise FlanJaxError(f"task {task_name!r}: reader {spec.reader!r} is not a "
+                               "flan_jax.sources.Source subclass")
+        return cls(spec, task_name, str(Path(yaml_file).parent))
     return _KINDS[spec.kind](spec, task_name, str(Path(yaml_file).parent))

@@ -82,7 +82,11 @@ def cmd_show(catalog: Catalog, args: argparse.Namespace) -> None:
     for group, templates in spec.templates.items():
         print(f"\n  [{group}] {len(templates)} templates")
         for i, t in enumerate(templates):
-            print(f"   {i:2d}. input:  {t.input!r}\n       target: {t.target!r}")
+            head = f"   {i:2d}. "
+            if t.instruction:
+                print(f"{head}instruction: {t.instruction!r}")
+                head = " " * len(head)
+            print(f"{head}input:  {t.input!r}\n       target: {t.target!r}")
     if spec.few_shot:
         fs = spec.few_shot
         print(f"\n  few-shot: k={fs.k} ({fs.select} of the first {fs.pool_size} {fs.split} "

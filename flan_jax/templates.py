@@ -1,6 +1,6 @@
 """Template rendering: zero-/few-shot, with or without answer options, CoT, inversions.
 
-Every random choice (template, options style, few-shot pattern and exemplars)
+Every random choice (variant, template, options style, few-shot pattern and exemplars)
 comes from `example_rng(seed, task, index, epoch)`, so the same example renders
 the same way in every run and on every host, and no example is ever dropped.
 """
@@ -8,10 +8,12 @@ the same way in every run and on every host, and no example is ever dropped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
+import re
 from collections.abc import Callable, Sequence
 
-from flan_jax.schema import OPTIONS_SLOT, FewShotPattern, TaskSpec, Template
+from flan_jax.schema import OPTIONS_SLOT, VARIANTS, FewShotPattern, TaskSpec, Template
 from flan_jax.sources import Example
 
 OPTION_HEADERS = (
@@ -74,15 +76,56 @@ def choose_options_style(spec: TaskSpec, rng: random.Random) -> OptionsStyle:
         answer_as_label=_MARKERS[marker][1] and rng.random() < spec.options_format.target_as_label)
 
 
+def pick_variant(fields: Example, rng: random.Random) -> Example:
+    """One of the alternative field sets a parser offers under `_variants` (e.g. which turn
+    of a dialog to predict), merged over the example's shared fields; an example without
+    variants is returned as it is (and draws nothing from `rng`)."""
+    variants = fields.get(VARIANTS)
+    if variants is None:
+        return fields
+    shared = {k: v for k, v in fields.items() if k != VARIANTS}
+    return {**shared, **variants[rng.randrange(len(variants))]}
+
+
+_SLOT_WITH_SPACE = re.compile(r"(\s*)(?<!\{)\{" + OPTIONS_SLOT + r"\}(\s*)")
+
+
+@functools.lru_cache(maxsize=4096)
+def without_options_slot(template: Template) -> Template:
+    """The template as if it had no {options_} slot: the slot goes with the whitespace that
+    joins it to the text (the wider side's is kept between two pieces of text)."""
+    def drop(text: str) -> str:
+        def keep(m: re.Match) -> str:
+            if m.start() == 0 or m.end() == len(text):
+                return ""
+            return max(m.group(1), m.group(2), key=len)
+        return _SLOT_WITH_SPACE.sub(keep, text)
+    # An instruction's trailing whitespace separates it from what follows: keep it.
+    head = template.instruction.rstrip()
+    return dataclasses.replace(template, input=drop(template.input), target=drop(template.target),
+                               instruction=drop(head) + template.instruction[len(head):])
+
+
 def fill(template: Template, fields: Example, options: OptionsStyle | None) -> tuple[str, str]:
-    """Renders one template with one example's fields."""
+    """Renders one template with one example's fields: (instruction + input, target)."""
+    instruction, inputs, targets = fill_parts(template, fields, options)
+    return instruction + inputs, targets
+
+
+def fill_parts(template: Template, fields: Example,
+               options: OptionsStyle | None) -> tuple[str, str, str]:
+    """Renders (instruction, input, target). An example whose `options` list is empty
+    (nothing to choose from) renders an 'opt' template without its {options_} slot."""
     values = fields
-    if options is not None and "options" in fields:
+    if options is not None and "options" in fields and not fields["options"]:
+        template = without_options_slot(template)
+    elif options is not None and "options" in fields:
         values = dict(fields, **{OPTIONS_SLOT: options.render(fields["options"])})
         label = options.label(fields["options"], str(fields.get("answer", "")))
         if label is not None:
             values["answer"] = label
-    return template.input.format_map(values), template.target.format_map(values)
+    return (template.instruction.format_map(values), template.input.format_map(values),
+            template.target.format_map(values))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,16 +159,18 @@ class Renderer:
         """Renders one example. `pool` holds (index, fields) few-shot candidates; when
         `query_in_pool`, the candidate with the query's own index is never used."""
         rng = example_rng(self.seed, self.task_name, index, epoch)
+        fields = pick_variant(fields, rng)
         template_idx = rng.randrange(len(self.templates))
         template = self.templates[template_idx]
         options = choose_options_style(self.spec, rng) if self.group == "opt" else None
-        inputs, targets = fill(template, fields, options)
-        if self.few_shot is not None:
+        header, query, targets = fill_parts(template, fields, options)
+        inputs = header + query
+        if self.few_shot is not None:  # the instruction once, then exemplars and the query
             pattern = rng.choice(self.few_shot.patterns)
             exclude = index if query_in_pool else None
             exemplars = self._exemplars(rng, pool, exclude)
-            shots = [fill(template, ex, options) for ex in exemplars]
-            inputs = self._few_shot_prompt(pattern, shots, inputs)
+            shots = [fill_parts(template, pick_variant(ex, rng), options)[1:] for ex in exemplars]
+            inputs = header + self._few_shot_prompt(pattern, shots, query, header)
         return Rendered(inputs, targets, template_idx)
 
     def _exemplars(self, rng: random.Random, pool: Sequence[tuple[int, Example]],
@@ -139,16 +184,17 @@ class Renderer:
         return chosen[:k]
 
     def _few_shot_prompt(self, pattern: FewShotPattern, shots: list[tuple[str, str]],
-                         query: str) -> str:
+                         query: str, header: str = "") -> str:
         last = pattern.input_prefix + query + pattern.x_y_sep + pattern.target_prefix.rstrip()
         blocks = [pattern.input_prefix + x + pattern.x_y_sep + pattern.target_prefix + y
                   for x, y in shots if x != query]
-        while blocks and self._length(blocks, last, pattern.example_sep) > self.few_shot.budget:
+        while blocks and self._length(blocks, last, pattern.example_sep,
+                                      header) > self.few_shot.budget:
             blocks.pop(0)
         return pattern.example_sep.join([*blocks, last])
 
-    def _length(self, blocks: list[str], last: str, sep: str) -> int:
-        parts = [*blocks, last] + [sep] * len(blocks)
+    def _length(self, blocks: list[str], last: str, sep: str, header: str = "") -> int:
+        parts = [*blocks, last] + [sep] * len(blocks) + ([header] if header else [])
         if sum(_upper_bound_tokens(p) for p in parts) <= self.few_shot.budget:
             return 0
         if self._token_length is None:
