@@ -166,7 +166,10 @@ class FlanMixture(seqio.Mixture):
         return FlanMixture(self.catalog, self.name, self.exclude | set(missing), self._count)
 
     def get_dataset(self, sequence_length=None, split: str = "train", *args, **kwargs):
-        missing = find_missing(self.tasks, split)
+        use_cached = args[0] if args else kwargs.get("use_cached", False)
+        # A task read from seqio's cache (use_cached) does not need its raw data.
+        missing = find_missing([t for t in self.tasks if not (use_cached and t.cache_dir)],
+                               split)
         if missing:
             if os.environ.get(DROP_MISSING_ENV, "") not in ("1", "true", "True"):
                 raise MissingDataError(missing, hint=(

@@ -29,6 +29,9 @@ from flan_jax.sources import import_function
 
 CATALOG_DIR = Path(__file__).resolve().parent.parent / "tasks"
 PATHS_ENV = "FLAN_JAX_TASK_PATHS"
+# A cap on every task's few-shot token budget: a prompt longer than the model's input
+# length would be truncated from the end, losing the query (the trainer sets it).
+BUDGET_ENV = "FLAN_JAX_FEW_SHOT_BUDGET"
 _TOP_LEVEL = ("defaults", "tasks", "mixtures")
 EXPAND = "expand"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -211,8 +214,19 @@ def load_catalog(paths: Sequence[str | Path] | None = None) -> Catalog:
 _REGISTERED: Catalog | None = None
 
 
+def budget_cap() -> int | None:
+    """The few-shot budget cap of $FLAN_JAX_FEW_SHOT_BUDGET (None: unset)."""
+    value = os.environ.get(BUDGET_ENV, "")
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise CatalogError(BUDGET_ENV, "", f"expected a positive number of tokens, got {value!r}")
+    return int(value)
+
+
 def register_catalog(catalog: Catalog | None = None) -> Catalog:
-    """Registers every task style and mixture with seqio (idempotent per name).
+    """Registers every task style and mixture with seqio (idempotent per name), each
+    few-shot budget capped at $FLAN_JAX_FEW_SHOT_BUDGET tokens when that is set.
 
     Imports seqio/TensorFlow here rather than at module import, so `load_catalog`
     and the YAML checks stay cheap.
@@ -224,7 +238,11 @@ def register_catalog(catalog: Catalog | None = None) -> Catalog:
     from flan_jax.mixing import FlanMixture
 
     catalog = load_catalog() if catalog is None else catalog
+    cap = budget_cap()
     for spec in catalog.tasks.values():
+        if spec.few_shot is not None and cap and spec.few_shot.budget > cap:
+            spec = dataclasses.replace(
+                spec, few_shot=dataclasses.replace(spec.few_shot, budget=cap))
         data = TaskData(spec)
         vocabulary = vocab.resolve(spec.vocabulary)
         metric_fns = [metrics.get_metric(m) for m in spec.metrics]

@@ -217,6 +217,12 @@ def template_slots(text: str) -> list[str]:
     return slots
 
 
+def _require_string_splits(r: _Reader, splits: Mapping[str, Any], what: str) -> None:
+    for split, value in splits.items():
+        if not isinstance(value, str):
+            r.fail(f"splits.{split}", f"expected {what}, got {value!r}")
+
+
 def _read_source(r: _Reader) -> SourceSpec:
     kinds = [k for k in ("tfds", "files", "generated", "reader") if k in r.data]
     if len(kinds) != 1:
@@ -254,18 +260,14 @@ def _read_source(r: _Reader) -> SourceSpec:
         reader = r.get("reader", str)
         if ":" not in reader:
             r.fail("reader", f"expected 'module:Class', got {reader!r}")
-        for split, value in splits.items():
-            if not isinstance(value, str):
-                r.fail(f"splits.{split}", f"expected the reader's split name, got {value!r}")
+        _require_string_splits(r, splits, "the reader's split name")
         spec = SourceSpec(kind, dict(splits), name=r.get("name", str, default=""), reader=reader,
                           data_dir=r.get("data_dir", str), data_dir_env=r.get("data_dir_env", str))
     else:
         name = r.get("tfds", str)
         if ":" not in name:
             r.fail("tfds", f"give the builder as 'name/config:version', got {name!r}")
-        for split, tfds_split in splits.items():
-            if not isinstance(tfds_split, str):
-                r.fail(f"splits.{split}", f"expected a TFDS split name, got {tfds_split!r}")
+        _require_string_splits(r, splits, "a TFDS split name")
         spec = SourceSpec(kind, dict(splits), name=name, data_dir=r.get("data_dir", str))
     r.done()
     return spec

@@ -22,6 +22,7 @@ from typing import Any
 import gin
 
 from flan_jax.errors import FlanJaxError
+from flan_jax.registry import BUDGET_ENV, budget_cap
 
 # Parameter name of `train` -> the t5x macro that gin files bind it to.
 MACROS = {"model_dir": "MODEL_DIR", "mixture_or_task_name": "MIXTURE_OR_TASK_NAME",
@@ -48,7 +49,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           checkpoint_period: int = 1000, keep_checkpoints: int | None = 3,
           async_checkpoints: bool = True, num_partitions: int = 1,
           mesh_shape: Sequence[int] | None = None, distributed: Any = None,
-          seed: int = 0, pack: bool = True, shuffle_buffer_size: int | None = None, z_loss: float = 1e-4, label_smoothing: float = 0.0,
+          seed: int = 0, pack: bool = True, shuffle_buffer_size: int | None = None,
+          use_cached: bool = False, cache_dirs: Sequence[str] = (), z_loss: float = 1e-4,
+          label_smoothing: float = 0.0,
           loss_normalizing_factor: float | str | None = None, num_microbatches: int = 1,
           vocabulary: str | None = None, log_period: int = 10, peak_flops: float | None = None,
           plot: bool = True, progress_bar: bool = True, stop_after_steps: int | None = None,
@@ -56,7 +59,10 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     """Trains (or resumes training) and returns the final metrics.
 
     `vocabulary` sets $FLAN_JAX_VOCAB ('byte' or a SentencePiece file) for the tasks.
-    `infer_eval_tasks`: seqio tasks scored by greedy decoding + their metrics before
+    `use_cached` reads the tasks from the output of seqio's cache job
+    (`seqio.scripts.cache_tasks_main --output_cache_dir=DIR`), looked up in `cache_dirs`.
+    `infer_eval_tasks`: seqio tasks scored by greedy decoding + their metrics (one
+    `seqio.Evaluator` each, built before training so the examples are read once) before
     training, every `infer_eval_period` steps and at the end. `stop_after_steps` ends
     this invocation early (as a preemption would); `debug_kill_at_step` SIGKILLs the
     process after that step (fault injection for the exact-resume test).
@@ -73,13 +79,20 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     # -- configuration --------------------------------------------------------------------
     if vocabulary:
         os.environ["FLAN_JAX_VOCAB"] = vocabulary
+    # Few-shot prompts are pruned to fit the inputs (with EOS) rather than truncated.
+    os.environ[BUDGET_ENV] = str(min(task_feature_lengths["inputs"] - 1,
+                                     budget_cap() or task_feature_lengths["inputs"]))
     if "flan_jax.catalog" in sys.modules:
         # Registered at import, before gin was parsed: register again so that the tasks
-        # take the configured vocabulary (`vocabulary` or flan_jax.vocab.get_vocabulary.path).
+        # take the configured vocabulary (`vocabulary` or flan_jax.vocab.get_vocabulary.path)
+        # and few-shot budget.
         from flan_jax.registry import register_catalog
         register_catalog()
     if distributed is not None:
         distributed()
+    if cache_dirs:
+        import seqio
+        seqio.add_global_cache_dirs(list(cache_dirs))
     with gin.unlock_config():  # the task module may declare gin configurables
         importlib.import_module(mixture_or_task_module or "flan_jax.catalog")
     config = model_config
@@ -122,13 +135,13 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     train_iter = training_data.train_iterator(
         mixture_or_task_name, task_feature_lengths, host_batch, seed=seed, pack=pack,
         shard_info=shard, consumed=data_state["batches_consumed"],
-        shuffle_buffer_size=shuffle_buffer_size)
+        shuffle_buffer_size=shuffle_buffer_size, use_cached=use_cached)
     eval_name = eval_mixture_or_task_name or mixture_or_task_name
     eval_batches = training_data.eval_batches(eval_name, task_feature_lengths, host_batch,
                                               eval_steps, split="validation", pack=pack,
-                                              shard_info=shard) if eval_steps else []
-    eval_sets = {t: training_eval.load_eval_set(t, infer_eval_split,
-                                                task_feature_lengths["inputs"],
+                                              shard_info=shard, use_cached=use_cached
+                                              ) if eval_steps else []
+    eval_sets = {t: training_eval.load_eval_set(t, infer_eval_split, task_feature_lengths,
                                                 infer_eval_examples)
                  for t in infer_eval_tasks}
 
@@ -159,7 +172,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         if eval_sets and infer:
             report.infer_eval(step, training_eval.evaluate(
                 state.params, config, eval_sets,
-                infer_max_decode_length or task_feature_lengths["targets"]))
+                infer_max_decode_length or task_feature_lengths["targets"], step=step))
 
     # -- loop ------------------------------------------------------------------------------
     report = Reporter(model_dir, config, train_steps=train_steps, batch_size=batch_size,
@@ -211,7 +224,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         report.close()
     if jax.process_index() == 0:
         (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
-    summary = report.finish(eval_sets, plot=plot)
+    trained_on = training_data.task_names(mixture_or_task_name)
+    summary = report.finish(eval_sets, plot=plot,
+                            held_out=[t for t in eval_sets if t not in trained_on])
     summary["step"] = last_good
     return summary
 

@@ -22,6 +22,12 @@ import tensorflow as tf  # noqa: E402
 tf.config.set_visible_devices([], "GPU")  # tf.data only; JAX owns the accelerators
 
 
+def task_names(mixture_or_task: str) -> set[str]:
+    """The seqio tasks a mixture (or a single task) draws from."""
+    found = seqio.get_mixture_or_task(mixture_or_task)
+    return {t.name for t in found.tasks} if isinstance(found, seqio.Mixture) else {found.name}
+
+
 def feature_converter(pack: bool = True) -> seqio.FeatureConverter:
     return seqio.EncDecFeatureConverter(pack=pack)
 
@@ -30,7 +36,8 @@ def make_dataset(mixture_or_task: str, feature_lengths: Mapping[str, int], batch
                  split: str = "train", seed: int = 0, shuffle: bool = True,
                  num_epochs: int | None = None, pack: bool = True,
                  shard_info: seqio.ShardInfo | None = None,
-                 shuffle_buffer_size: int | None = None) -> tf.data.Dataset:
+                 shuffle_buffer_size: int | None = None,
+                 use_cached: bool = False) -> tf.data.Dataset:
     """Batched, converted seqio dataset (drop_remainder) for this host.
 
     `shuffle_buffer_size=None` shuffles each task with seqio's own buffer (1,000 examples
@@ -38,12 +45,16 @@ def make_dataset(mixture_or_task: str, feature_lengths: Mapping[str, int], batch
     first batch). A number instead reads each task in order, lets the seeded mixture
     sampling interleave them, and shuffles the packed rows with a buffer of that size:
     much faster to start, and just as deterministic.
+
+    `use_cached=True` reads each task from the output of seqio's Beam cache job
+    (`python -m seqio.scripts.cache_tasks_main`), found in the directories given to
+    `seqio.add_global_cache_dirs`, instead of rendering and tokenizing on the fly.
     """
     task_shuffle = shuffle and shuffle_buffer_size is None
     ds = seqio.get_dataset(mixture_or_task, task_feature_lengths=dict(feature_lengths),
                            feature_converter=feature_converter(pack), dataset_split=split,
                            shuffle=task_shuffle, num_epochs=num_epochs, shard_info=shard_info,
-                           seed=seed, verbose=False)
+                           seed=seed, verbose=False, use_cached=use_cached)
     if shuffle and shuffle_buffer_size:
         ds = ds.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size, drop_remainder=True)
@@ -80,21 +91,24 @@ class ResumableIterator:
 def train_iterator(mixture_or_task: str, feature_lengths: Mapping[str, int],
                    batch_size: int, *, seed: int = 0, pack: bool = True,
                    shard_info: seqio.ShardInfo | None = None, consumed: int = 0,
-                   shuffle_buffer_size: int | None = None) -> ResumableIterator:
+                   shuffle_buffer_size: int | None = None,
+                   use_cached: bool = False) -> ResumableIterator:
     """Endless shuffled training batches of `batch_size` rows (this host's share)."""
     return ResumableIterator(
         lambda: make_dataset(mixture_or_task, feature_lengths, batch_size, seed=seed,
                              pack=pack, shard_info=shard_info,
-                             shuffle_buffer_size=shuffle_buffer_size), consumed)
+                             shuffle_buffer_size=shuffle_buffer_size,
+                             use_cached=use_cached), consumed)
 
 
 def eval_batches(mixture_or_task: str, feature_lengths: Mapping[str, int], batch_size: int,
                  num_batches: int, *, split: str = "validation", pack: bool = True,
-                 shard_info: seqio.ShardInfo | None = None) -> list[dict[str, np.ndarray]]:
+                 shard_info: seqio.ShardInfo | None = None,
+                 use_cached: bool = False) -> list[dict[str, np.ndarray]]:
     """The first `num_batches` batches of a split (repeated if it is shorter), read once."""
     ds = seqio.get_dataset(mixture_or_task, task_feature_lengths=dict(feature_lengths),
                            feature_converter=feature_converter(pack), dataset_split=split,
                            shuffle=False, num_epochs=None, shard_info=shard_info, seed=0,
-                           verbose=False)
+                           verbose=False, use_cached=use_cached)
     ds = ds.batch(batch_size, drop_remainder=True).take(num_batches)
     return [{k: v.astype(np.int32) for k, v in b.items()} for b in ds.as_numpy_iterator()]

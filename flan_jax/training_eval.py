@@ -1,39 +1,50 @@
-"""Inference evaluation during training: greedy decoding + each task's seqio metrics.
+"""Inference evaluation during training: greedy decoding scored by `seqio.Evaluator`.
 
-Examples are read once from a split of each seqio task (`inputs` token ids and the
-`targets_pretokenized` text), decoded with `flan_jax.decoding.greedy_decode`, passed
-through the task's postprocessor and scored with its `metric_fns`. Alongside, a
-majority-class baseline (always answering the split's most frequent target) tells how
-far above chance a score is.
+One `seqio.Evaluator` per task, built before training, reads the first examples of a
+split once and caches them (task features and `EncDecFeatureConverter` model features).
+Each evaluation hands it a `predict_fn` that greedy-decodes the cached
+`encoder_input_tokens` with the current parameters (`flan_jax.decoding.greedy_decode`);
+seqio decodes the tokens with the task's vocabulary, applies its postprocessor and
+scores them with its metrics. Alongside, a majority-class baseline (always answering the
+split's most frequent target) and a chance baseline (a uniform guess among the options a
+prompt lists) tell how far above chance a score is.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import seqio
+import tensorflow as tf
 
-from flan_jax.decoding import EOS_ID, greedy_decode
+from flan_jax.decoding import greedy_decode
+from flan_jax.errors import FlanJaxError
 from flan_jax.models.config import T5Config
 from flan_jax.templates import OPTION_HEADERS
+
+PredictFn = Callable[..., list[tuple[int, list[int]]]]
 
 
 @dataclass
 class EvalSet:
-    """Tokenised inputs and reference answers of one task's split."""
+    """One task's seqio.Evaluator and the baselines of its cached examples."""
 
-    task: seqio.Task
-    inputs: np.ndarray            # [n, input_length] int32, 0-padded
-    targets: list[Any]            # postprocessed reference answers
-    examples: list[dict]
+    evaluator: seqio.Evaluator
+    targets: list[Any]            # postprocessed reference answers, in example order
     majority: float               # accuracy (%) of always answering the commonest target
     chance: float | None          # expected accuracy (%) of a uniform guess among the
                                   # options listed in the prompt (None: no options)
+
+    @property
+    def task(self) -> seqio.Task:
+        return self.evaluator.eval_tasks[0]
 
 
 _MARKER = re.compile(r"(?:^|\s)(?:[-*+]|\([A-Za-z0-9]+\)|[A-Za-z0-9]+[.)]|\[[0-9]+\])\s")
@@ -51,52 +62,110 @@ def count_options(prompt: str) -> int | None:
     return None
 
 
-def load_eval_set(task_name: str, split: str, input_length: int,
+@contextlib.contextmanager
+def _without_evaluator_warnings():
+    """Drops the warnings seqio.Evaluator logs while it caches examples: that no logger
+    is set (none is wanted) and that the sequence lengths it measured, after trimming to
+    the given ones, are shorter than or equal to them (always so)."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING
+                    and record.pathname == seqio.evaluation.__file__)
+    absl_logger = logging.getLogger("absl")
+    absl_logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        absl_logger.removeFilter(keep)
+
+
+def load_eval_set(task_name: str, split: str, sequence_length: Mapping[str, int],
                   num_examples: int) -> EvalSet:
-    task = seqio.get_mixture_or_task(task_name)
+    """Builds the task's Evaluator (reading and caching its first `num_examples`) and
+    the baselines of those examples."""
+    where = "train.infer_eval_tasks"
+    try:
+        task = seqio.get_mixture_or_task(task_name)
+    except ValueError:
+        raise FlanJaxError(f"{where}: no task named {task_name!r} is registered (list them "
+                           "with `python -m flan_jax.tasks list`)") from None
     if not isinstance(task, seqio.Task):
-        raise ValueError(f"inference eval takes tasks, not mixtures: {task_name}")
-    ds = task.get_dataset({"inputs": input_length, "targets": 1}, split=split,
-                          shuffle=False, num_epochs=1).take(num_examples)
-    rows, targets, examples = [], [], []
-    for ex in ds.as_numpy_iterator():
-        tokens = np.zeros((input_length,), np.int32)
-        ids = ex["inputs"][:input_length]
-        tokens[:len(ids)] = ids
-        rows.append(tokens)
-        text = ex["targets_pretokenized"].decode()
-        targets.append(task.postprocess_fn(text, example=ex, is_target=True))
-        examples.append(ex)
+        raise FlanJaxError(f"{where} takes tasks, not mixtures: {task_name}")
+    if split not in task.splits:
+        raise FlanJaxError(f"{where}: task {task_name} has no {split!r} split (it has "
+                           f"{', '.join(task.splits)}); set train.infer_eval_split")
+    if not task.metric_objs:
+        raise FlanJaxError(f"{where}: task {task_name} has no metrics to evaluate")
+    with _without_evaluator_warnings():
+        evaluator = seqio.Evaluator(
+            mixture_or_task_name=task_name,
+            feature_converter=seqio.EncDecFeatureConverter(pack=False),
+            eval_split=split, sequence_length=dict(sequence_length),
+            num_examples=num_examples, use_memory_cache=True,
+            async_compute_metrics=False, logger_cls=())
+    # The targets seqio's metrics see: `targets_pretokenized`, postprocessed.
+    targets, options = [], []
+    for ex in evaluator.cached_task_datasets[task_name].as_numpy_iterator():
+        targets.append(task.postprocess_fn(ex["targets_pretokenized"].decode(), example=ex,
+                                           is_target=True))
+        options.append(count_options(ex["inputs_pretokenized"].decode()))
     counts = collections.Counter(str(t) for t in targets)
     majority = 100.0 * counts.most_common(1)[0][1] / len(targets) if targets else 0.0
-    options = [count_options(ex["inputs_pretokenized"].decode()) for ex in examples]
     chance = (100.0 * float(np.mean([1.0 / k for k in options]))
               if options and all(options) else None)
-    return EvalSet(task, np.stack(rows), targets, examples, majority, chance)
+    return EvalSet(evaluator, targets, majority, chance)
+
+
+def make_predict_fn(params: Any, config: T5Config, max_decode_length: int,
+                    batch_size: int = 64) -> PredictFn:
+    """A seqio `predict_fn`: greedy decoding of an enumerated (index, features) dataset.
+
+    Returns [(index, tokens)] in dataset order, each `tokens` `max_decode_length` ids
+    long: the generated ids through EOS, then 0s. seqio stacks them into one array (so
+    they must be equally long) and `Vocabulary.decode` cuts each row after EOS and drops
+    PAD/EOS ids. The last batch is
+    padded with empty rows so one compiled shape serves every batch.
+    """
+    def predict_fn(dataset: tf.data.Dataset,
+                   model_feature_shapes: Mapping[str, Any] | None = None
+                   ) -> list[tuple[int, list[int]]]:
+        del model_feature_shapes
+        out: list[tuple[int, list[int]]] = []
+        for indices, features in dataset.batch(batch_size).as_numpy_iterator():
+            inputs = features["encoder_input_tokens"].astype(np.int32)
+            pad = batch_size - len(inputs)
+            inputs = np.pad(inputs, ((0, pad), (0, 0)))
+            tokens = np.asarray(greedy_decode(params, inputs, config=config,
+                                              max_decode_length=max_decode_length).tokens)
+            out.extend((int(i), row.tolist()) for i, row in zip(indices, tokens))
+        return out
+
+    return predict_fn
+
+
+def _scalar(value: Any) -> float | None:
+    """A metric value as a float (seqio.metrics.Scalar unwrapped); None if not a scalar
+    (text, histograms, ...)."""
+    if isinstance(value, seqio.metrics.Scalar):
+        value = value.value
+    if isinstance(value, seqio.metrics.MetricValue):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def evaluate(params: Any, config: T5Config, eval_sets: Mapping[str, EvalSet],
-             max_decode_length: int, batch_size: int = 64) -> dict[str, dict[str, float]]:
-    """{task: {metric: value}} from greedy decoding of every eval set."""
+             max_decode_length: int, batch_size: int = 64,
+             step: int | None = None) -> dict[str, dict[str, float]]:
+    """{task: {metric: value}}: every eval set's Evaluator run on greedy decoding."""
+    predict_fn = make_predict_fn(params, config, max_decode_length, batch_size)
     results = {}
     for name, es in eval_sets.items():
-        vocab = es.task.output_features["targets"].vocabulary
-        predictions = []
-        for start in range(0, len(es.inputs), batch_size):
-            chunk = es.inputs[start:start + batch_size]
-            pad = batch_size - len(chunk)  # one compiled shape for every batch
-            padded = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), np.int32)])
-            out = np.asarray(greedy_decode(params, padded, config=config,
-                                           max_decode_length=max_decode_length).tokens)
-            for row, ex in zip(out[:len(chunk)], es.examples[start:start + batch_size]):
-                ids = [int(t) for t in row]
-                ids = ids[:ids.index(EOS_ID)] if EOS_ID in ids else ids
-                text = vocab.decode([t for t in ids if t > 0])
-                predictions.append(es.task.postprocess_fn(text, example=ex, is_target=False))
-        scores: dict[str, float] = {}
-        for fn in es.task.metric_fns:
-            scores.update({k: float(v) for k, v in fn(es.targets, predictions).items()})
-        results[name] = scores
+        metrics, _ = es.evaluator.evaluate(compute_metrics=True, step=step,
+                                           predict_fn=predict_fn)
+        scores = {k: _scalar(v) for k, v in metrics.result()[name].items()}
+        results[name] = {k: v for k, v in scores.items() if v is not None}
     return results
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +170,10 @@ class Reporter:
         if self.writer is not None:
             self.writer.flush()
 
-    def finish(self, eval_sets: Mapping[str, Any], plot: bool = True) -> dict[str, Any]:
-        """Prints the results table, writes results.json and curves.png."""
+    def finish(self, eval_sets: Mapping[str, Any], plot: bool = True,
+               held_out: Collection[str] = ()) -> dict[str, Any]:
+        """Prints the results table (tasks of the training mixture and `held_out` tasks
+        apart), writes results.json and curves.png."""
         from flan_jax.training_eval import format_table
 
         infer = [r for r in self.records if r["kind"] == "infer"]
@@ -184,13 +186,18 @@ class Reporter:
                 return {t: {k.split("/", 1)[1]: v for k, v in r.items()
                             if k.startswith(t + "/")} for t in eval_sets}
             before, after = per_task(infer[0]), per_task(infer[-1])
-            table = format_table(list(eval_sets), eval_sets, before, after)
             print(f"\nResults (step {infer[0]['step']} → step {infer[-1]['step']}; "
-                  f"majority = always the commonest answer):\n{table}")
+                  f"majority = always the commonest answer):")
+            groups = {"in the training mixture": [t for t in eval_sets if t not in held_out],
+                      "held out (never trained on)": [t for t in eval_sets if t in held_out]}
+            for title, tasks in groups.items():
+                if tasks:
+                    print(f"\nTasks {title}:\n{format_table(tasks, eval_sets, before, after)}")
             summary["tasks"] = {t: {"chance": eval_sets[t].chance,
                                     "majority": eval_sets[t].majority,
                                     "untrained": before[t].get("accuracy"),
-                                    "trained": after[t].get("accuracy")} for t in eval_sets}
+                                    "trained": after[t].get("accuracy"),
+                                    "held_out": t in held_out} for t in eval_sets}
         if self.primary:
             (self.model_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
             if plot:

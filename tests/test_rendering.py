@@ -179,3 +179,29 @@ def test_json_records_with_first_exemplars_from_dev(catalog):
         "Q: How many legs does a spider have?\nA: 8\n\n"
         "Q: Which is heavier, a kilogram of iron or a gram of iron?\nA: a kilogram of iron\n\n"
         "Q: What colour is a ripe banana?\nA:")
+
+
+def test_budget_cap_from_the_environment_keeps_the_query(monkeypatch):
+    """$FLAN_JAX_FEW_SHOT_BUDGET (set by the trainer to its input length) caps every
+    task's budget, so a few-shot prompt fits the inputs instead of losing its query."""
+    monkeypatch.setenv("FLAN_JAX_FEW_SHOT_BUDGET", "48")
+    try:
+        register_catalog(load_catalog([FIXTURES / "toy"]))
+        rows = dataset_rows("toy_add_fs_noopt")
+    finally:
+        monkeypatch.delenv("FLAN_JAX_FEW_SHOT_BUDGET")
+        register_catalog(load_catalog([FIXTURES / "toy"]))
+    assert rows
+    for row in rows:
+        prompt = row["inputs_pretokenized"].decode()
+        assert len(seqio.ByteVocabulary().encode(prompt)) <= 48, prompt
+        assert prompt.rstrip().endswith(("A:", "Answer:"))
+    uncapped = [r["inputs_pretokenized"].decode() for r in dataset_rows("toy_add_fs_noopt")]
+    assert max(len(p) for p in uncapped) > 48
+
+
+def test_bad_budget_cap_is_a_clear_error(monkeypatch):
+    from flan_jax.errors import CatalogError
+    monkeypatch.setenv("FLAN_JAX_FEW_SHOT_BUDGET", "lots")
+    with pytest.raises(CatalogError, match="FLAN_JAX_FEW_SHOT_BUDGET"):
+        register_catalog(load_catalog([FIXTURES / "toy"]))
