@@ -165,8 +165,8 @@ class FlanMixture(seqio.Mixture):
             logging.warning("Dropping task %s from mixture %s: %s", task, self.name, reason)
         return FlanMixture(self.catalog, self.name, self.exclude | set(missing), self._count)
 
-    def get_dataset(self, sequence_length=None, split: str = "train", *args, **kwargs):
-        use_cached = args[0] if args else kwargs.get("use_cached", False)
+    def get_dataset(self, sequence_length=None, split: str = "train", use_cached: bool = False,
+                    *args, **kwargs):
         # A task read from seqio's cache (use_cached) does not need its raw data.
         missing = find_missing([t for t in self.tasks if not (use_cached and t.cache_dir)],
                                split)
@@ -175,6 +175,6 @@ class FlanMixture(seqio.Mixture):
                 raise MissingDataError(missing, hint=(
                     f"Provide the data, or set {DROP_MISSING_ENV}=1 to drop these tasks "
                     "from the mixture and renormalise its rates."))
-            return self.without_missing(split).get_dataset(sequence_length, split, *args, **kwargs)
-        return super().get_dataset(sequence_length, split, *args, **kwargs)
-
+            return self.without_missing(split).get_dataset(sequence_length, split, use_cached,
+                                                           *args, **kwargs)
+        return super().get_dataset(sequence_length, split, use_cached, *args, **kwargs)

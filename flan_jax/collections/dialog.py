@@ -30,7 +30,7 @@ from typing import Any
 
 from flan_jax.errors import DataFormatError
 from flan_jax.schema import VARIANTS
-from flan_jax.sources import Example
+from flan_jax.sources import Example, raw_field
 
 USER, ASSISTANT = "User", "Assistant"
 START = "(start of the conversation)"
@@ -46,12 +46,11 @@ def _clean(text: Any, what: str) -> str:
 
 
 def _field(raw: Example, key: str, kind: type = str) -> Any:
-    if key not in raw:
-        raise DataFormatError(f"raw example has no field {key!r} (it has: {', '.join(sorted(raw))})")
-    if not isinstance(raw[key], kind):
+    value = raw_field(raw, key)
+    if not isinstance(value, kind):
         raise DataFormatError(f"field {key!r} should be a {kind.__name__}, "
-                              f"got {type(raw[key]).__name__}")
-    return raw[key]
+                              f"got {type(value).__name__}")
+    return value
 
 
 def render_turns(turns: list[tuple[str, str]]) -> str:

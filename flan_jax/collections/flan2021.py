@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flan_jax.errors import DataFormatError
-from flan_jax.sources import Example
+from flan_jax.sources import Example, raw_field
 
 PLACEHOLDER = "@placeholder"
 BLANK = "_____"
@@ -33,28 +33,22 @@ def _pick(options: Sequence[Any], label: Any, field: str = "label") -> Any:
     return options[label]
 
 
-def _get(raw: Example, field: str) -> Any:
-    if field not in raw:
-        raise DataFormatError(f"raw example has no field {field!r} (it has: {', '.join(sorted(raw))})")
-    return raw[field]
-
-
 def stsb(raw: Example) -> Example:
     """GLUE STS-B: the 0-5 similarity rounded to the nearest whole point, as an option."""
-    score = float(_get(raw, "label"))
+    score = float(raw_field(raw, "label"))
     answer = str(min(5, max(0, int(score + 0.5))))
-    return {"sentence1": _get(raw, "sentence1"), "sentence2": _get(raw, "sentence2"),
+    return {"sentence1": raw_field(raw, "sentence1"), "sentence2": raw_field(raw, "sentence2"),
             "options": list(STSB_OPTIONS), "answer": answer, "score": f"{score:.1f}"}
 
 
 def copa(raw: Example) -> Example:
     """SuperGLUE COPA: the premise and its asked relation ("cause" or "effect"), worded
     as a question and as a connective for the two-choice templates."""
-    relation = _get(raw, "question")
+    relation = raw_field(raw, "question")
     if relation not in ("cause", "effect"):
         raise DataFormatError(f"COPA question should be 'cause' or 'effect', got {relation!r}")
-    premise = str(_get(raw, "premise")).strip()
-    options = [str(_get(raw, "choice1")), str(_get(raw, "choice2"))]
+    premise = str(raw_field(raw, "premise")).strip()
+    options = [str(raw_field(raw, "choice1")), str(raw_field(raw, "choice2"))]
     is_cause = relation == "cause"
     return {
         "premise": premise,
@@ -63,7 +57,7 @@ def copa(raw: Example) -> Example:
         "question": "What was the cause of this?" if is_cause else "What happened as a result?",
         "connector": "because" if is_cause else "so",
         "options": options,
-        "answer": _pick(options, _get(raw, "label")),
+        "answer": _pick(options, raw_field(raw, "label")),
     }
 
 
@@ -77,10 +71,10 @@ def _clean_highlights(passage: str) -> str:
 def record(raw: Example) -> Example:
     """SuperGLUE ReCoRD: the passage, the query with a blank for @placeholder, the entity
     options, the (first) answer and the query with that answer filled in."""
-    passage = _clean_highlights(str(_get(raw, "passage")))
-    query = str(_get(raw, "query"))
-    entities = [str(e) for e in _get(raw, "entities")]
-    answers = [str(a) for a in _get(raw, "answers")]
+    passage = _clean_highlights(str(raw_field(raw, "passage")))
+    query = str(raw_field(raw, "query"))
+    entities = [str(e) for e in raw_field(raw, "entities")]
+    answers = [str(a) for a in raw_field(raw, "answers")]
     answer = answers[0] if answers else (entities[0] if entities else "")
     options = list(dict.fromkeys(entities))
     if answer not in options:
@@ -98,45 +92,45 @@ _TAG = re.compile(r"<br\s*/?>|</?b>", re.IGNORECASE)
 def multirc(raw: Example) -> Example:
     """SuperGLUE MultiRC: paragraph (sentence markup removed), question, one candidate
     answer, and whether that answer is correct (options no / yes)."""
-    paragraph = _TAG.sub(" ", _MULTIRC_SENT.sub(" ", str(_get(raw, "paragraph"))))
+    paragraph = _TAG.sub(" ", _MULTIRC_SENT.sub(" ", str(raw_field(raw, "paragraph"))))
     options = ["no", "yes"]
-    return {"paragraph": " ".join(paragraph.split()), "question": _get(raw, "question"),
-            "response": _get(raw, "answer"), "options": options,
-            "answer": _pick(options, _get(raw, "label"))}
+    return {"paragraph": " ".join(paragraph.split()), "question": raw_field(raw, "question"),
+            "response": raw_field(raw, "answer"), "options": options,
+            "answer": _pick(options, raw_field(raw, "label"))}
 
 
 def snli(raw: Example) -> Example:
     """SNLI: premise/hypothesis with entailment/neutral/contradiction as yes / it is not
     possible to tell / no. Pairs without a gold label (-1) count as not possible to tell."""
-    label = _get(raw, "label")
+    label = raw_field(raw, "label")
     options = list(NLI3_OPTIONS)
     answer = options[1] if label == -1 else _pick(options, label)
-    return {"premise": _get(raw, "premise"), "hypothesis": _get(raw, "hypothesis"),
+    return {"premise": raw_field(raw, "premise"), "hypothesis": raw_field(raw, "hypothesis"),
             "options": options, "answer": answer}
 
 
 def hellaswag(raw: Example) -> Example:
     """HellaSwag: context and its four candidate endings."""
-    options = [str(e).strip() for e in _get(raw, "endings")][:4]
-    return {"context": str(_get(raw, "context")).strip(),
-            "activity": str(_get(raw, "activity_label")).strip(),
-            "options": options, "answer": _pick(options, _get(raw, "label"))}
+    options = [str(e).strip() for e in raw_field(raw, "endings")][:4]
+    return {"context": str(raw_field(raw, "context")).strip(),
+            "activity": str(raw_field(raw, "activity_label")).strip(),
+            "options": options, "answer": _pick(options, raw_field(raw, "label"))}
 
 
 def story_cloze(raw: Example) -> Example:
     """Story Cloze 2016: a four-sentence story and two endings; the label is 1-based."""
-    options = [str(e).strip() for e in _get(raw, "endings")][:2]
-    label = _get(raw, "label")
+    options = [str(e).strip() for e in raw_field(raw, "endings")][:2]
+    label = raw_field(raw, "label")
     if label not in (1, 2):
         raise DataFormatError(f"Story Cloze label should be 1 or 2, got {label!r}")
-    return {"context": str(_get(raw, "context")).strip(), "options": options,
+    return {"context": str(raw_field(raw, "context")).strip(), "options": options,
             "answer": options[label - 1]}
 
 
 def sentiment140(raw: Example) -> Example:
     """Sentiment140: polarity 0 negative, 4 positive; the few 2s (neutral, test split only)
     get a three-way option list with "neutral"."""
-    polarity = _get(raw, "polarity")
+    polarity = raw_field(raw, "polarity")
     if polarity not in (0, 2, 4):
         raise DataFormatError(f"Sentiment140 polarity should be 0, 2 or 4, got {polarity!r}")
     if polarity == 2:
@@ -144,28 +138,28 @@ def sentiment140(raw: Example) -> Example:
     else:
         options = ["negative", "positive"]
         answer = options[0] if polarity < 2 else options[1]
-    return {"text": _get(raw, "text"), "options": options, "answer": answer}
+    return {"text": raw_field(raw, "text"), "options": options, "answer": answer}
 
 
 def winogrande(raw: Example) -> Example:
     """WinoGrande: the sentence with its blank shown as "_", the two fillers and the
     sentence completed with the right one."""
-    sentence = str(_get(raw, "sentence"))
-    options = [str(_get(raw, "option1")), str(_get(raw, "option2"))]
-    answer = _pick(options, _get(raw, "label"))
+    sentence = str(raw_field(raw, "sentence"))
+    options = [str(raw_field(raw, "option1")), str(raw_field(raw, "option2"))]
+    answer = _pick(options, raw_field(raw, "label"))
     filled = sentence.replace("_", answer, 1) if "_" in sentence else f"{sentence} {answer}"
     return {"sentence": sentence, "options": options, "answer": answer, "filled": filled}
 
 
 def definite_pronoun_resolution(raw: Example) -> Example:
     """Definite pronoun resolution: sentence, pronoun and the two candidate referents."""
-    options = [str(c) for c in _get(raw, "candidates")]
-    return {"sentence": _get(raw, "sentence"), "pronoun": _get(raw, "pronoun"),
-            "options": options, "answer": _pick(options, _get(raw, "label"))}
+    options = [str(c) for c in raw_field(raw, "candidates")]
+    return {"sentence": raw_field(raw, "sentence"), "pronoun": raw_field(raw, "pronoun"),
+            "options": options, "answer": _pick(options, raw_field(raw, "label"))}
 
 
 def piqa(raw: Example) -> Example:
     """PIQA: a goal and the two candidate solutions."""
-    options = [str(_get(raw, "sol1")), str(_get(raw, "sol2"))]
-    return {"goal": _get(raw, "goal"), "options": options,
-            "answer": _pick(options, _get(raw, "label"))}
+    options = [str(raw_field(raw, "sol1")), str(raw_field(raw, "sol2"))]
+    return {"goal": raw_field(raw, "goal"), "options": options,
+            "answer": _pick(options, raw_field(raw, "label"))}

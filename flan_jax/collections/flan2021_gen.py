@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flan_jax.errors import DataFormatError
-from flan_jax.sources import Example
+from flan_jax.sources import Example, raw_field
 
 LANGUAGES = {
     "cs": "Czech", "da": "Danish", "de": "German", "en": "English", "es": "Spanish",
@@ -39,14 +39,8 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _field(raw: Example, key: str) -> Any:
-    if key not in raw:
-        raise DataFormatError(f"raw example has no field {key!r} (it has: {', '.join(sorted(raw))})")
-    return raw[key]
-
-
 def _strings(raw: Example, key: str) -> list[str]:
-    value = _field(raw, key)
+    value = raw_field(raw, key)
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise DataFormatError(f"field {key!r} should be a list of strings, got {type(value).__name__}")
     return [t for t in (_text(v) for v in value) if t]
@@ -120,7 +114,7 @@ def e2e_attributes(mr: str) -> list[tuple[str, str]] | None:
 def e2e_nlg(raw: Example) -> Example:
     """gem/e2e_nlg: `meaning_representation` as readable 'attribute: value' pairs (an
     unreadable representation is kept as it is rather than failing the whole task)."""
-    mr = _text(_field(raw, "meaning_representation"))
+    mr = _text(raw_field(raw, "meaning_representation"))
     pairs = e2e_attributes(mr)
     data = TRIPLE_SEP.join(f"{k}: {v}" for k, v in pairs) if pairs else " ".join(mr.split())
     return {"data": data, "target": reference(raw)}
@@ -133,14 +127,14 @@ def common_gen(raw: Example) -> Example:
 
 def wiki_lingua(raw: Example) -> Example:
     """gem/wiki_lingua_english_en: a how-to article (`source`) and its summary."""
-    return {"text": _text(_field(raw, "source")), "summary": reference(raw)}
+    return {"text": _text(raw_field(raw, "source")), "summary": reference(raw)}
 
 
 # ---------------------------------------------------------------- translation
 
 def _translator(src: str, tgt: str) -> Callable[[Example], Example]:
     def parse(raw: Example) -> Example:
-        return {"source": _text(_field(raw, src)), "target": _text(_field(raw, tgt)),
+        return {"source": _text(raw_field(raw, src)), "target": _text(raw_field(raw, tgt)),
                 "source_lang": LANGUAGES[src], "target_lang": LANGUAGES[tgt]}
 
     parse.__name__ = parse.__qualname__ = f"translate_{src}_{tgt}"
@@ -179,7 +173,7 @@ def remove_spaces(text: str) -> str:
 
 
 def _sentence(raw: Example) -> str:
-    return " ".join(_text(_field(raw, "en")).split())
+    return " ".join(_text(raw_field(raw, "en")).split())
 
 
 def truecase(raw: Example) -> Example:
@@ -219,5 +213,5 @@ def clean_math_text(value: Any) -> str:
 
 def math_qa(raw: Example) -> Example:
     """math_dataset/*: `question` and `answer` as clean text."""
-    return {"question": clean_math_text(_field(raw, "question")),
-            "answer": clean_math_text(_field(raw, "answer"))}
+    return {"question": clean_math_text(raw_field(raw, "question")),
+            "answer": clean_math_text(raw_field(raw, "answer"))}

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from flan_jax.errors import DataFormatError
-from flan_jax.sources import Example
+from flan_jax.sources import Example, raw_field
 
 UNANSWERABLE = "unanswerable"
 QUAC_NO_ANSWER = "CANNOTANSWER"
@@ -23,9 +23,7 @@ LETTERS = "ABCDEFGH"
 
 
 def _text(raw: Example, key: str) -> str:
-    if key not in raw:
-        raise DataFormatError(f"raw example has no field {key!r} (it has: {', '.join(sorted(raw))})")
-    value = raw[key]
+    value = raw_field(raw, key)
     if not isinstance(value, str):
         raise DataFormatError(f"field {key!r} should be text, got {type(value).__name__}")
     return value.strip()

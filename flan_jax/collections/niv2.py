@@ -31,7 +31,6 @@ list the options for classification-like tasks and show none for open-ended ones
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flan_jax.errors import DataFormatError, FlanJaxError
-from flan_jax.sources import Example, Source
+from flan_jax.sources import Example, Source, shard
 
 ENV = "FLAN_JAX_NIV2_DIR"
 TASK_LIST_ENV = "FLAN_JAX_NIV2_TASKS"
@@ -247,7 +246,7 @@ class NIv2Source(Source):
         task = read_task_file(self.path())
         shared = {"definition": task["definition"], "options": task["options"]}
         records = ({**item, **shared} for item in task[self.spec.splits[split]])
-        return itertools.islice(enumerate(records), shard_index, None, num_shards)
+        return shard(records, shard_index, num_shards)
 
     def describe(self) -> str:
         where = self.path() or f"${self.spec.data_dir_env or ENV}/{self.spec.name or 'tasks/'}"

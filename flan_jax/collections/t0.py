@@ -26,15 +26,13 @@ number in it (counting from 0).
 from __future__ import annotations
 
 import glob
-import gzip
 import itertools
 import os
-import struct
 from collections.abc import Iterator
 from typing import Any
 
 from flan_jax.errors import DataFormatError, FlanJaxError
-from flan_jax.sources import Example, FileSource
+from flan_jax.sources import Example, FileSource, open_text, shard
 
 PROMPT, ANSWER, CHOICES = "inputs_pretokenized", "targets_pretokenized", "answer_choices"
 ENV = "FLAN_JAX_P3_DIR"
@@ -99,47 +97,21 @@ def parse_separated(raw: Example) -> Example:
 
 # --- Reading the files -------------------------------------------------------------------------
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for n in range(256):
-        for _ in range(8):
-            n = (n >> 1) ^ 0x82F63B78 if n & 1 else n >> 1
-        table.append(n)
-    return table
-
-
-_CRC_TABLE = _crc32c_table()
-
-
-def _masked_crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
 def tfrecords(path: str) -> Iterator[bytes]:
-    """The records of an uncompressed TFRecord file. Each record's length is checked against
-    its checksum (which catches files that are not TFRecords); its data is not."""
-    with open(path, "rb") as f:
-        for index in itertools.count():
-            header = f.read(12)
-            if not header:
-                return
-            if len(header) < 12:
-                raise DataFormatError(f"{path}: record {index} is truncated (the file ends "
-                                      "inside its length header)")
-            length_bytes, (length_crc,) = header[:8], struct.unpack("<I", header[8:])
-            if _masked_crc32c(length_bytes) != length_crc:
-                raise DataFormatError(f"{path}: record {index} is corrupt: its length checksum "
-                                      "does not match (is this a TFRecord file?)")
-            (length,) = struct.unpack("<Q", length_bytes)
-            data = f.read(length)
-            if len(data) < length or len(f.read(4)) < 4:
-                raise DataFormatError(f"{path}: record {index} is truncated (expected "
-                                      f"{length} bytes of data, the file ends first)")
+    """The records of an uncompressed TFRecord file, read and checksummed by TensorFlow."""
+    import tensorflow as tf
+
+    count = 0
+    try:
+        for data in tf.data.TFRecordDataset(path).as_numpy_iterator():
             yield data
+            count += 1
+    except tf.errors.DataLossError as e:
+        if "truncated" in str(e).lower():
+            raise DataFormatError(f"{path}: record {count} is truncated (the file ends "
+                                  "inside it)") from None
+        raise DataFormatError(f"{path}: record {count} is corrupt: its checksum does not "
+                              "match (is this a TFRecord file?)") from None
 
 
 def _example_fields(data: bytes, path: str, index: int) -> Example:
@@ -251,7 +223,7 @@ class P3Source(FileSource):
             raise FlanJaxError(f"task {self.task_name!r}: {self.check(split)}")
         form, files = found
         rows = itertools.chain.from_iterable(self._read(form, path) for path in files)
-        return itertools.islice(enumerate(rows), shard_index, None, num_shards)
+        return shard(rows, shard_index, num_shards)
 
     def _read(self, form: str, path: str) -> Iterator[Example]:
         if form == "tfrecord":
@@ -264,8 +236,7 @@ class P3Source(FileSource):
             yield self._checked(row, path, index)
 
     def _json_lines(self, path: str) -> Iterator[Example]:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", newline="") as f:
+        with open_text(path) as f:
             yield from self._jsonl_rows(path, f)
 
     def _table_rows(self, path: str, form: str) -> Iterator[Example]:
