@@ -7,12 +7,16 @@ on the same random full-length batches (no padding): batch 8, (inputs, targets) 
 64/64 and 256/64.
 
 - flan_jax: `flan_jax.train_step.make_train_step` (the trainer's step: forward, z-loss
-  cross-entropy, backward, optax Adafactor from `flan_jax.optimizers.make_optimizer`), jitted
-  with the state donated. Compilation is timed apart and excluded.
+  cross-entropy, backward, Adafactor from `flan_jax.optimizers.make_optimizer`: optax's
+  state, the fused update), jitted with the state donated. Compilation is timed apart and
+  excluded.
 - Hugging Face: `T5ForConditionalGeneration(labels=...)` forward + backward +
   `transformers.optimization.Adafactor(scale_parameter=True, relative_step=False,
   decay_rate=-0.8, clip_threshold=1.0, beta1=None)`; `torch.set_num_threads(--threads)`.
 
+Both run with the host allocator setting the trainer uses (`flan_jax.host_memory
+.keep_freed_memory`: glibc keeps freed buffers instead of unmapping them, so a step does
+not page-fault its working set in again); it speeds PyTorch up too, so HF gets it as well.
 Each (framework, lengths) pair runs in its own subprocess, so each peak resident memory
 (`ru_maxrss`) is that framework's alone; the pairs run round-robin `--repeats` times and
 the best throughput of each is kept (the machine is shared; the best run is the least
@@ -172,6 +176,9 @@ def worker_torch(enc_len: int, dec_len: int, batch: int, steps: int, threads: in
 
 
 def _worker_main(args: argparse.Namespace) -> None:
+    from flan_jax.host_memory import keep_freed_memory
+
+    keep_freed_memory()
     if args.worker == "peak":
         result = worker_peak(args.matmul_size, args.threads)
     elif args.worker == "jax":

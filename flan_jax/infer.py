@@ -40,6 +40,7 @@ import numpy as np
 
 from flan_jax import decoding
 from flan_jax.errors import FlanJaxError
+from flan_jax.host_memory import keep_freed_memory
 from flan_jax.models.config import T5Config
 
 _MIN_INPUT_BUCKET = 16
@@ -418,6 +419,7 @@ def _read_prompts(values: dict[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; returns the exit status."""
+    keep_freed_memory()
     try:
         values, args = parse_settings(argv)
         params, config = load_model(values["checkpoint_path"], values["dtype"])

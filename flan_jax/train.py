@@ -22,6 +22,7 @@ from typing import Any
 import gin
 
 from flan_jax.errors import FlanJaxError
+from flan_jax.host_memory import keep_freed_memory
 from flan_jax.registry import BUDGET_ENV, budget_cap
 
 # Parameter name of `train` -> the t5x macro that gin files bind it to.
@@ -275,6 +276,7 @@ def register() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     register()
     # Modules declaring gin configurables, imported before the config is parsed and locked.
     from flan_jax import catalog, optimizers, partitioning, vocab  # noqa: F401

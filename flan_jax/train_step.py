@@ -67,17 +67,14 @@ def _loss_and_metrics(params: Any, batch: Batch, weights: Array, factor: Any, *,
     targets = batch["decoder_target_tokens"]
     loss = cross_entropy_loss(logits, targets, weights, z_loss=z_loss,
                               label_smoothing=label_smoothing, loss_normalizing_factor=factor)
-    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32) * weights
     metrics = {
         "loss": loss.loss,
         "z_loss": loss.z_loss,
-        "correct": jnp.sum(correct),
-        "weight_sum": jnp.sum(weights),
+        "correct": loss.correct,
+        "weight_sum": loss.weight_sum,
         "target_tokens": jnp.sum(targets > 0).astype(jnp.float32),
         "input_tokens": jnp.sum(batch["encoder_input_tokens"] > 0).astype(jnp.float32),
-        "unnormalized_loss": jnp.sum(
-            -jnp.take_along_axis(jax.nn.log_softmax(logits.astype(jnp.float32)),
-                                 targets[..., None], -1)[..., 0] * weights),
+        "unnormalized_loss": loss.nll_sum,
     }
     return loss.loss, metrics
 

@@ -12,6 +12,8 @@ Token weights default to `targets > 0` (the feature converter's `decoder_loss_we
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -22,11 +24,15 @@ SPECIAL_FACTORS = ("NUM_REAL_TARGET_TOKENS", "NUM_TOTAL_TARGET_TOKENS", "AVERAGE
 
 
 class Loss(NamedTuple):
-    """Scalar loss (z-loss included), its z-loss part, and the sum of the token weights."""
+    """Scalar loss (z-loss included), its z-loss part, the sum of the token weights, the
+    weighted sum of the targets' negative log-likelihoods (no smoothing, no z-loss, not
+    normalised), and the weighted count of tokens whose target has the largest logit."""
 
     loss: Array
     z_loss: Array
     weight_sum: Array
+    nll_sum: Array
+    correct: Array
 
 
 def _per_sequence_weights(weights: Array, segment_ids: Array | None) -> tuple[Array, Array]:
@@ -65,6 +71,75 @@ def normalizing_factor_and_weights(loss_normalizing_factor: float | str | None, 
                      f"number or one of {SPECIAL_FACTORS}")
 
 
+class TokenLosses(NamedTuple):
+    """Per-token training cross-entropy (against the label-smoothed target), z-loss, the
+    plain negative log-likelihood of the target, and whether the target has the largest
+    logit (the token accuracy; it carries no gradient)."""
+
+    cross_entropy: Array
+    z_loss: Array
+    nll: Array
+    correct: Array
+
+
+def _smoothing_constants(vocab: int, label_smoothing: float) -> tuple[float, float, float]:
+    """(target mass, mass of each other token, entropy of that soft target)."""
+    confidence = 1.0 - label_smoothing
+    other = label_smoothing / (vocab - 1)
+    entropy = -(confidence * math.log(confidence)
+                + (label_smoothing * math.log(other) if label_smoothing else 0.0))
+    return confidence, other, entropy
+
+
+def _token_losses_fwd(logits: Array, targets: Array, z_loss: float,
+                      label_smoothing: float) -> tuple[TokenLosses, tuple[Array, ...]]:
+    given = logits
+    logits = logits.astype(jnp.float32)
+    max_logit = jnp.max(logits, axis=-1)
+    log_z = max_logit + jnp.log(jnp.sum(jnp.exp(logits - max_logit[..., None]), axis=-1))
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    confidence, other, entropy = _smoothing_constants(logits.shape[-1], label_smoothing)
+    nll = log_z - target_logit
+    cross_entropy = nll
+    if label_smoothing:
+        # -sum_j q_j log p_j with q = `other` everywhere but `confidence` at the target.
+        others = logits.shape[-1] * log_z - jnp.sum(logits, axis=-1) - nll
+        cross_entropy = confidence * nll + other * others - entropy
+    losses = TokenLosses(cross_entropy, z_loss * jnp.square(log_z), nll,
+                         (target_logit >= max_logit).astype(jnp.float32))
+    return losses, (given, targets, log_z)
+
+
+def _token_losses_bwd(z_loss: float, label_smoothing: float, residuals: tuple[Array, ...],
+                      cotangents: TokenLosses) -> tuple[Array, None]:
+    given, targets, log_z = residuals
+    logits = given.astype(jnp.float32)
+    ct_ce, ct_z, ct_nll = (c[..., None] for c in cotangents[:3])
+    confidence, other, _ = _smoothing_constants(logits.shape[-1], label_smoothing)
+    probs = jnp.exp(logits - log_z[..., None])
+    is_target = jax.lax.broadcasted_iota(targets.dtype, logits.shape, 2) == targets[..., None]
+    # d ce / d logits = p - q (q the soft target); d nll = p - onehot; d z log_z^2 = 2 z log_z p.
+    grad = (probs * (ct_ce + ct_nll + ct_z * (2.0 * z_loss) * log_z[..., None])
+            - jnp.where(is_target, ct_ce * confidence + ct_nll, ct_ce * other))
+    return grad.astype(given.dtype), None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def token_losses(logits: Array, targets: Array, z_loss: float = 0.0,
+                 label_smoothing: float = 0.0) -> TokenLosses:
+    """Per-token losses of `logits` [batch, len, vocab] (any float dtype) against `targets`.
+
+    One pass over the logits forward and one backward (a custom VJP: p - q plus the
+    z-loss term, computed elementwise), where autodiff of log-softmax would keep and
+    re-read several [batch, len, vocab] intermediates; this layer is the costliest
+    elementwise work of a T5 step.
+    """
+    return _token_losses_fwd(logits, targets, z_loss, label_smoothing)[0]
+
+
+token_losses.defvjp(_token_losses_fwd, _token_losses_bwd)
+
+
 def cross_entropy_loss(logits: Array, targets: Array, weights: Array | None = None, *,
                        z_loss: float = 1e-4, label_smoothing: float = 0.0,
                        loss_normalizing_factor: float | str | None = None,
@@ -83,23 +158,11 @@ def cross_entropy_loss(logits: Array, targets: Array, weights: Array | None = No
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     factor, weights = normalizing_factor_and_weights(loss_normalizing_factor, targets, weights,
                                                      segment_ids)
-    logits = logits.astype(jnp.float32)
-    vocab = logits.shape[-1]
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    log_probs = logits - log_z[..., None]
-    target_log_prob = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    confidence = 1.0 - label_smoothing
-    if label_smoothing:
-        other = label_smoothing / (vocab - 1)
-        token_loss = -(confidence * target_log_prob
-                       + other * (jnp.sum(log_probs, axis=-1) - target_log_prob))
-        token_loss -= -(confidence * jnp.log(confidence)
-                        + label_smoothing * jnp.log(other + 1e-20))
-    else:
-        token_loss = -target_log_prob
-    token_z_loss = z_loss * jnp.square(log_z)
-    total = jnp.sum((token_loss + token_z_loss) * weights)
-    total_z = jnp.sum(token_z_loss * weights)
+    per_token = token_losses(logits, targets, float(z_loss), float(label_smoothing))
+    total = jnp.sum((per_token.cross_entropy + per_token.z_loss) * weights)
+    total_z = jnp.sum(per_token.z_loss * weights)
+    unnormalized = jnp.sum(per_token.nll * weights)
+    correct = jnp.sum(jax.lax.stop_gradient(per_token.correct) * weights)
     if factor is not None:
         total, total_z = total / factor, total_z / factor
-    return Loss(total, total_z, jnp.sum(weights))
+    return Loss(total, total_z, jnp.sum(weights), unnormalized, correct)
