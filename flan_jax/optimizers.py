@@ -65,18 +65,13 @@ def make_optimizer(learning_rate: float | Schedule | None = None, decay_rate: fl
     """
     if learning_rate is None:
         learning_rate = learning_rate_schedule()
-    reference = optax.adafactor(
-        learning_rate=learning_rate, min_dim_size_to_factor=min_dim_size_to_factor,
-        decay_rate=decay_rate, multiply_by_parameter_scale=multiply_by_parameter_scale,
-        clipping_threshold=clipping_threshold, momentum=momentum, factored=factored,
-        weight_decay_rate=weight_decay_rate)
-    if not fused_update or momentum is not None or weight_decay_rate is not None:
-        return reference
-    return fused_adafactor(reference, learning_rate, decay_rate=decay_rate,
-                           clipping_threshold=clipping_threshold, factored=factored,
-                           multiply_by_parameter_scale=multiply_by_parameter_scale,
-                           min_dim_size_to_factor=min_dim_size_to_factor)
-
+    settings = dict(learning_rate=learning_rate, decay_rate=decay_rate,
+                    clipping_threshold=clipping_threshold, factored=factored,
+                    multiply_by_parameter_scale=multiply_by_parameter_scale,
+                    min_dim_size_to_factor=min_dim_size_to_factor)
+    if fused_update and momentum is None and weight_decay_rate is None:
+        return fused_adafactor(**settings)
+    return optax.adafactor(**settings, momentum=momentum, weight_decay_rate=weight_decay_rate)
 
 _EPSILON = 1e-30      # optax.adafactor's eps: added to squared gradients
 _MIN_PARAM_RMS = 1e-3  # optax.scale_by_param_block_rms's min_scale
@@ -132,20 +127,26 @@ def _leaf_update(grad, v_row, v_col, v, param, decay, learning_rate, *, clipping
     return -step * scale * grad, v_row, v_col, v
 
 
-def fused_adafactor(reference: optax.GradientTransformation, learning_rate: float | Schedule, *,
-                    decay_rate: float, clipping_threshold: float | None, factored: bool,
+def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
+                    clipping_threshold: float | None, factored: bool,
                     multiply_by_parameter_scale: bool,
                     min_dim_size_to_factor: int) -> optax.GradientTransformation:
-    """`reference` (an `optax.adafactor` without momentum or weight decay, built with the
-    same settings) with an update that computes the same result in fewer passes.
+    """`optax.adafactor` (no momentum, no weight decay) with these settings, its update
+    computed in fewer passes.
 
     optax chains five transformations (factored RMS scaling, block-RMS clipping, the
     learning rate, parameter scale, sign), each a pass over every parameter, and reduces
     matrices along their major axis, which XLA:CPU does slowly; this computes each
     parameter's scalars first (row and column sums as matrix-vector products, the
     update's RMS from them) and then its update in one elementwise pass. The state is
-    `reference`'s own, so checkpoints move between the two; tests hold the updates equal.
+    optax's own (its `init`), so checkpoints move between the two; tests hold the updates
+    equal.
     """
+    reference = optax.adafactor(
+        learning_rate=learning_rate, decay_rate=decay_rate,
+        clipping_threshold=clipping_threshold, factored=factored,
+        multiply_by_parameter_scale=multiply_by_parameter_scale,
+        min_dim_size_to_factor=min_dim_size_to_factor)
 
     def update(grads, state, params=None):
         if params is None:

@@ -162,7 +162,7 @@ def cross_entropy_loss(logits: Array, targets: Array, weights: Array | None = No
     total = jnp.sum((per_token.cross_entropy + per_token.z_loss) * weights)
     total_z = jnp.sum(per_token.z_loss * weights)
     unnormalized = jnp.sum(per_token.nll * weights)
-    correct = jnp.sum(jax.lax.stop_gradient(per_token.correct) * weights)
+    correct = jnp.sum(per_token.correct * weights)
     if factor is not None:
         total, total_z = total / factor, total_z / factor
     return Loss(total, total_z, jnp.sum(weights), unnormalized, correct)
