@@ -10,7 +10,8 @@ on the same random full-length batches (no padding): batch 8, (inputs, targets) 
   cross-entropy, backward, Adafactor from `flan_jax.optimizers.make_optimizer`: optax's
   state, the fused update), jitted with the state donated. Compilation is timed apart and
   excluded.
-- Hugging Face: `T5ForConditionalGeneration(labels=...)` forward + backward +
+- Hugging Face: `T5ForConditionalGeneration(labels=...)` (given its own `lm_head`:
+  transformers 5 ties it to the input embedding, which Flan-T5 does not) forward + backward +
   `transformers.optimization.Adafactor(scale_parameter=True, relative_step=False,
   decay_rate=-0.8, clip_threshold=1.0, beta1=None)`; `torch.set_num_threads(--threads)`.
 
@@ -140,7 +141,8 @@ def worker_jax(enc_len: int, dec_len: int, batch: int, steps: int) -> dict:
     run()  # warm-up
     seconds = _timed(run, steps)
     loss = float(compiled(holder[0], data, rng)[1]["loss"])
-    return {"step_s": seconds, "compile_s": compile_s, "loss": loss}
+    return {"step_s": seconds, "compile_s": compile_s, "loss": loss,
+            "params": sum(x.size for x in jax.tree_util.tree_leaves(holder[0].params))}
 
 
 def worker_torch(enc_len: int, dec_len: int, batch: int, steps: int, threads: int) -> dict:
@@ -154,6 +156,10 @@ def worker_torch(enc_len: int, dec_len: int, batch: int, steps: int, threads: in
     torch.manual_seed(0)
     hf_config = transformers.T5Config(**t5.get_config("small").to_hf_dict())
     model = transformers.T5ForConditionalGeneration(hf_config).train()
+    # transformers 5 ties lm_head to the input embedding whatever the config says; Flan-T5
+    # (and flan_jax) keep them apart, so HF gets its own lm_head: the same 76,961,152
+    # parameters to differentiate and update.
+    model.lm_head.weight = torch.nn.Parameter(model.shared.weight.detach().clone())
     optimizer = Adafactor(model.parameters(), lr=ADAFACTOR["lr"], scale_parameter=True,
                           relative_step=False, warmup_init=False,
                           decay_rate=-ADAFACTOR["decay_rate"],
@@ -172,7 +178,8 @@ def worker_torch(enc_len: int, dec_len: int, batch: int, steps: int, threads: in
 
     run()  # warm-up
     seconds = _timed(run, steps)
-    return {"step_s": seconds, "compile_s": 0.0, "loss": last["loss"]}
+    return {"step_s": seconds, "compile_s": 0.0, "loss": last["loss"],
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def _worker_main(args: argparse.Namespace) -> None:
@@ -239,7 +246,8 @@ def main() -> None:
                 r = _run_worker("--worker", fw, "--enc", str(enc), "--dec", str(dec), *common)
                 key = (fw, enc, dec)
                 print(f"  round {round_ + 1}: {fw:5s} {enc}/{dec}: {r['step_s']:.3f} s/step, "
-                      f"loss {r['loss']:.3f}, peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+                      f"loss {r['loss']:.3f}, {r['params']:,} params, "
+                      f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
                 if key not in best or r["step_s"] < best[key]["step_s"]:
                     best[key] = r
     print(f"\nmeasured f32 matmul peak ({args.matmul_size}^3 jnp.dot): {peak / 1e9:.1f} GFLOP/s "

@@ -75,12 +75,14 @@ def make_optimizer(learning_rate: float | Schedule | None = None, decay_rate: fl
 
 _EPSILON = 1e-30      # optax.adafactor's eps: added to squared gradients
 _MIN_PARAM_RMS = 1e-3  # optax.scale_by_param_block_rms's min_scale
+_WIDE = 8192  # columns from which `_axis_sum` multiplies instead of reducing
 
 
 def _axis_sum(x: jax.Array, axis: int) -> jax.Array:
-    """Sum over `axis`; of a matrix, as a matrix-vector product (XLA:CPU reduces a
-    major axis of a large matrix 10x slower than it multiplies by a vector)."""
-    if x.ndim != 2:
+    """Sum over `axis`. The short major axis of a wide matrix (the [512, 32128] logits
+    kernel) is summed as a matrix-vector product: XLA:CPU's reduction takes 6x longer
+    there (90 ms against 15). Everywhere else the reduction is 3x faster than the product."""
+    if x.ndim != 2 or axis != 0 or x.shape[1] < _WIDE:
         return jnp.sum(x, axis=axis)
     return jnp.tensordot(x, jnp.ones((x.shape[axis],), x.dtype), axes=([axis], [0]))
 
@@ -111,7 +113,7 @@ def _leaf_update(grad, v_row, v_col, v, param, decay, learning_rate, *, clipping
         col_factor = v_col ** -0.5
         scale = jnp.expand_dims(row_factor, large) * jnp.expand_dims(col_factor, small)
         if grad.ndim == 2:  # mean((grad * scale)^2) without materialising grad * scale
-            weighted = jnp.tensordot(grad_sq, col_factor * col_factor, axes=([large], [0]))
+            weighted = _axis_sum(grad_sq * jnp.expand_dims(col_factor * col_factor, small), large)
             mean_sq = jnp.dot(row_factor * row_factor, weighted) / grad.size
         else:
             mean_sq = jnp.mean(grad_sq * scale * scale)
@@ -136,9 +138,9 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
 
     optax chains five transformations (factored RMS scaling, block-RMS clipping, the
     learning rate, parameter scale, sign), each a pass over every parameter, and reduces
-    matrices along their major axis, which XLA:CPU does slowly; this computes each
-    parameter's scalars first (row and column sums as matrix-vector products, the
-    update's RMS from them) and then its update in one elementwise pass. The state is
+    a wide matrix along its major axis, which XLA:CPU does slowly; this computes each
+    parameter's statistics first (row and column sums, the update's RMS from them) and
+    then its update in one elementwise pass. The state is
     optax's own (its `init`), so checkpoints move between the two; tests hold the updates
     equal.
     """

@@ -8,6 +8,8 @@ batches, sampling, and the t5x loss-normalisation semantics.
 
 from __future__ import annotations
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,8 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from flan_jax import decoding
 from flan_jax.checkpoints import load_hf
+from flan_jax.interop.common import flatten
+from flan_jax.interop.hf import name_map
 from flan_jax.models import t5
 from flan_jax.models.losses import cross_entropy_loss
 
@@ -191,6 +195,40 @@ def test_loss_matches_hf_loss(models: tuple, inputs: np.ndarray) -> None:
                               loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
     assert float(loss.loss) == pytest.approx(expected, abs=1e-5)
     assert float(loss.weight_sum) == (targets > 0).sum()
+
+
+def test_gradients_match_hf_backward(models: tuple, inputs: np.ndarray) -> None:
+    """Every parameter's gradient of the mean target NLL equals PyTorch autograd's (this
+    covers the custom VJPs of the loss and of the position-bias sum)."""
+    hf, params = models
+    # transformers 5 ties lm_head to the input embedding; flan_jax (like Flan-T5) does not,
+    # so a copy with its own lm_head gives each of the two its own gradient.
+    hf = copy.deepcopy(hf)
+    hf.lm_head.weight = torch.nn.Parameter(hf.shared.weight.detach().clone())
+    rng = np.random.default_rng(6)
+    targets = rng.integers(2, CONFIG.vocab_size, (len(inputs), 7))
+    targets[1, 4:] = 0
+    ids = torch.from_numpy(inputs)
+    hf.zero_grad()
+    hf(input_ids=ids, attention_mask=ids > 0,
+       labels=torch.from_numpy(np.where(targets > 0, targets, -100))).loss.backward()
+    hf_grads = {name: p.grad.numpy() for name, p in hf.named_parameters() if p.grad is not None}
+
+    def loss(params: dict) -> jnp.ndarray:
+        logits = t5.Transformer(CONFIG).apply({"params": params}, jnp.asarray(inputs),
+                                              decoding.shift_right(jnp.asarray(targets)))
+        return cross_entropy_loss(logits, jnp.asarray(targets), z_loss=0.0,
+                                  loss_normalizing_factor="NUM_REAL_TARGET_TOKENS").loss
+
+    ours = flatten(jax.grad(loss)(params))
+    names = name_map(CONFIG)
+    assert {names[name][0] for name in hf_grads} == set(ours)
+    for name, grad in hf_grads.items():
+        path, transpose = names[name]
+        expected = grad.T if transpose else grad
+        # float32 sums in a different order: errors relative to the tensor's largest entry
+        np.testing.assert_allclose(ours[path], expected, rtol=1e-3,
+                                   atol=2e-4 * np.abs(expected).max(), err_msg=path)
 
 
 def test_sampling_is_reproducible_and_top_k_1_is_greedy(models: tuple,

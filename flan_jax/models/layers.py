@@ -143,6 +143,44 @@ def attention_bias(query_valid: Array, key_valid: Array, *, causal: bool = False
     return jnp.where(mask, 0.0, NEG_INF).astype(jnp.float32)
 
 
+def add_biases(mask_bias: Array, position_bias: Array) -> Array:
+    """`mask_bias` [b, 1, q, k] + `position_bias` [b or 1, heads, q, k], broadcast.
+
+    The same sum as `+`; its gradient sums over the batch as a matrix-vector product,
+    which XLA:CPU runs 60x faster than the reduction autodiff emits for the short batch
+    axis (1 ms against 67 ms per flan-t5-small step with 256 input tokens).
+    """
+    operands = tuple((x.shape, x.dtype) for x in (mask_bias, position_bias))
+    return _add_biases(operands, mask_bias, position_bias)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _add_biases(operands: tuple, mask_bias: Array, position_bias: Array) -> Array:
+    del operands
+    return mask_bias + position_bias
+
+
+def _add_biases_fwd(operands: tuple, mask_bias: Array, position_bias: Array
+                    ) -> tuple[Array, None]:
+    return _add_biases(operands, mask_bias, position_bias), None
+
+
+def _sum_to_shape(g: Array, shape: tuple[int, ...]) -> Array:
+    """`g` summed over the axes that an operand of `shape` was broadcast along."""
+    if shape[0] == 1 and g.shape[0] > 1:
+        g = jnp.tensordot(jnp.ones(g.shape[0], g.dtype), g, axes=(0, 0))[None]
+    axes = tuple(i for i in range(1, g.ndim) if shape[i] == 1 and g.shape[i] > 1)
+    return jnp.sum(g, axis=axes, keepdims=True) if axes else g
+
+
+def _add_biases_bwd(operands: tuple, _: None, g: Array) -> tuple[Array, Array]:
+    """Operands' (shape, dtype) -> their cotangents."""
+    return tuple(_sum_to_shape(g, shape).astype(dtype) for shape, dtype in operands)
+
+
+_add_biases.defvjp(_add_biases_fwd, _add_biases_bwd)
+
+
 class MultiHeadAttention(nn.Module):
     """T5 attention: no 1/sqrt(d_kv) logit scaling (t5x folds it into the query init).
 

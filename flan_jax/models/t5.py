@@ -28,6 +28,7 @@ from flan_jax.models.layers import (
     MultiHeadAttention,
     RelativePositionBias,
     RMSNorm,
+    add_biases,
     attention_bias,
     constrain,
 )
@@ -115,7 +116,8 @@ class Encoder(nn.Module):
         bias = attention_bias(valid, valid, query_segment_ids=segment_ids,
                               key_segment_ids=segment_ids)
         pos = _positions(tokens, positions)
-        bias = bias + RelativePositionBias(cfg, bidirectional=True, name="relpos_bias")(pos, pos)
+        bias = add_biases(bias, RelativePositionBias(cfg, bidirectional=True,
+                                                     name="relpos_bias")(pos, pos))
         x = _dropout(cfg, self.shared_embedding(tokens), deterministic)
         x = constrain(x, "batch", "length", "embed")
         layer = _layer_class(EncoderLayer, cfg, static_argnums=(3,), decode=False)
@@ -155,9 +157,10 @@ class Decoder(nn.Module):
             index.value = decode_index + 1
         else:
             pos = _positions(decoder_input_tokens, decoder_positions)
-            self_bias = attention_bias(query_valid, query_valid, causal=True,
-                                       query_segment_ids=decoder_segment_ids,
-                                       key_segment_ids=decoder_segment_ids) + relpos(pos, pos)
+            self_bias = add_biases(attention_bias(query_valid, query_valid, causal=True,
+                                                  query_segment_ids=decoder_segment_ids,
+                                                  key_segment_ids=decoder_segment_ids),
+                                   relpos(pos, pos))
             if decode:
                 self.variable("cache", "index", jnp.zeros, (), jnp.int32)
                 # Rows differ only by padding/segments, which decoding does not use.
