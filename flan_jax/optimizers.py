@@ -113,7 +113,9 @@ def _leaf_update(grad, v_row, v_col, v, param, decay, learning_rate, *, clipping
         row_factor = (v_row / jnp.mean(v_row, axis=reduced_small, keepdims=True)) ** -0.5
         col_factor = v_col ** -0.5
         scale = jnp.expand_dims(row_factor, large) * jnp.expand_dims(col_factor, small)
-        if grad.ndim == 2:  # mean((grad * scale)^2) from row sums: 45 ms an update faster
+        if grad.ndim == 2:
+            # mean((grad * scale)^2) from row sums; 45 ms an update faster than the
+            # generic mean below, which materialises grad * scale
             weighted = _axis_sum(grad_sq * jnp.expand_dims(col_factor * col_factor, small), large)
             mean_sq = jnp.dot(row_factor * row_factor, weighted) / grad.size
         else:
