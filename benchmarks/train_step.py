@@ -1,10 +1,16 @@
 """Training throughput: flan_jax vs Hugging Face transformers (PyTorch), same CPU, one run.
 
 Both train a randomly initialised model with the flan-t5-small dimensions (76,961,152
-parameters, float32) with Adafactor in the t5x setting (decay rate 0.8, update clipping
+float32 parameters) with Adafactor in the t5x setting (decay rate 0.8, update clipping
 1.0, parameter-scale multiply, factored second moments, no momentum, constant LR 5e-4)
 on the same random full-length batches (no padding): batch 8, (inputs, targets) lengths
-64/64 and 256/64.
+64/64 and 256/64, in two precisions (`--dtypes`):
+
+- float32: every operation in float32.
+- bfloat16: mixed precision with float32 parameters and optimizer, matmuls in bf16 with
+  float32 accumulation. flan_jax runs with `dtype='bfloat16'` (t5x's ACTIVATION_DTYPE, as
+  the paper recipe trains); HF runs its forward under `torch.autocast('cpu', bfloat16)`
+  (what `Trainer(bf16=True)` does on a CPU).
 
 - flan_jax: `flan_jax.train_step.make_train_step` (the trainer's step: forward, z-loss
   cross-entropy, backward, Adafactor from `flan_jax.optimizers.make_optimizer`: optax's
@@ -31,11 +37,13 @@ forward x 3 for forward + backward; no recomputation counted): 189 GFLOP per ste
 in an encoder-decoder each token passes through one stack only (encoder tokens through the
 encoder's 19M matmul parameters plus the cross-attention keys/values, decoder tokens
 through the decoder's 25M plus the 16M logits), and the 16M-entry embedding table costs no
-FLOPs. The peak is the best float32 `jnp.dot` rate of a 2048 x 2048 x 2048 product measured
-in each round of the same run, through the same XLA backend and threads; the
-`torch.mm` rate (2 threads) is printed beside it.
+FLOPs. The peak is the best `jnp.dot` rate of a 2048 x 2048 x 2048 product in the row's
+precision (bf16 operands, float32 accumulation for bfloat16), measured in each round of
+the same run through the same XLA backend and threads; the `torch.mm` rate (2 threads)
+is printed beside it.
 
     python benchmarks/train_step.py [--repeats 2] [--steps 5] [--lengths 64/64 256/64]
+                                    [--dtypes float32 bfloat16]
 """
 
 from __future__ import annotations
@@ -80,19 +88,19 @@ def _timed(step, steps: int) -> float:
     return best
 
 
-def worker_peak(size: int, threads: int) -> dict:
+def worker_peak(size: int, threads: int, dtype: str) -> dict:
     import jax
     import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
-    dot = jax.jit(jnp.dot)
-    dot(a, b).block_until_ready()
-    seconds = _timed(lambda: dot(a, b).block_until_ready(), 5)
     import torch
 
+    a = jax.random.normal(jax.random.key(0), (size, size)).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (size, size)).astype(dtype)
+    dot = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
+    dot(a, b).block_until_ready()
+    seconds = _timed(lambda: dot(a, b).block_until_ready(), 5)
     torch.set_num_threads(threads)
-    ta, tb = torch.randn(size, size), torch.randn(size, size)
+    ta = torch.randn(size, size, dtype=getattr(torch, dtype))
+    tb = torch.randn(size, size, dtype=getattr(torch, dtype))
     torch_seconds = _timed(lambda: ta @ tb, 5)
     return {"flops_per_s": 2.0 * size ** 3 / seconds,
             "torch_flops_per_s": 2.0 * size ** 3 / torch_seconds}
@@ -107,7 +115,7 @@ def _batch(enc_len: int, dec_len: int, batch: int, vocab: int):
     return inputs, targets
 
 
-def worker_jax(enc_len: int, dec_len: int, batch: int, steps: int) -> dict:
+def worker_jax(enc_len: int, dec_len: int, batch: int, steps: int, dtype: str) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -116,7 +124,7 @@ def worker_jax(enc_len: int, dec_len: int, batch: int, steps: int) -> dict:
     from flan_jax.optimizers import make_optimizer
     from flan_jax.train_step import init_train_state, make_train_step
 
-    config = t5.get_config("small")
+    config = t5.get_config("small", dtype=dtype)
     optimizer = make_optimizer(learning_rate=ADAFACTOR["lr"], decay_rate=ADAFACTOR["decay_rate"],
                                clipping_threshold=ADAFACTOR["clipping"])
     state = init_train_state(config, optimizer, jax.random.key(0))
@@ -145,7 +153,8 @@ def worker_jax(enc_len: int, dec_len: int, batch: int, steps: int) -> dict:
             "params": sum(x.size for x in jax.tree_util.tree_leaves(holder[0].params))}
 
 
-def worker_torch(enc_len: int, dec_len: int, batch: int, steps: int, threads: int) -> dict:
+def worker_torch(enc_len: int, dec_len: int, batch: int, steps: int, threads: int,
+                 dtype: str) -> dict:
     import torch
     import transformers
     from transformers.optimization import Adafactor
@@ -168,9 +177,11 @@ def worker_torch(enc_len: int, dec_len: int, batch: int, steps: int, threads: in
     input_ids = torch.from_numpy(inputs).long()
     labels = torch.from_numpy(targets).long()
     last = {}
+    mixed = dtype == "bfloat16"
 
     def run() -> None:
-        loss = model(input_ids=input_ids, labels=labels).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
+            loss = model(input_ids=input_ids, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -187,11 +198,12 @@ def _worker_main(args: argparse.Namespace) -> None:
 
     keep_freed_memory()
     if args.worker == "peak":
-        result = worker_peak(args.matmul_size, args.threads)
+        result = worker_peak(args.matmul_size, args.threads, args.dtype)
     elif args.worker == "jax":
-        result = worker_jax(args.enc, args.dec, args.batch, args.steps)
+        result = worker_jax(args.enc, args.dec, args.batch, args.steps, args.dtype)
     else:
-        result = worker_torch(args.enc, args.dec, args.batch, args.steps, args.threads)
+        result = worker_torch(args.enc, args.dec, args.batch, args.steps, args.threads,
+                              args.dtype)
     result["peak_rss_mib"] = peak_rss_mib()
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -216,6 +228,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                        choices=["float32", "bfloat16"], help="precisions to compare")
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["peak", "jax", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--enc", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dec", type=int, help=argparse.SUPPRESS)
@@ -228,51 +243,57 @@ def main() -> None:
     import torch
     import transformers
 
-    print(f"flan-t5-small dims, random init, float32, batch {args.batch}; jax {jax.__version__}"
-          f" (CPU), torch {torch.__version__} ({args.threads} threads), transformers "
+    print(f"flan-t5-small dims, random init, batch {args.batch}; jax {jax.__version__} (CPU), "
+          f"torch {torch.__version__} ({args.threads} threads), transformers "
           f"{transformers.__version__}; {os.cpu_count()} CPUs; best of {args.repeats} "
           f"round-robin rounds x {args.steps} steps", flush=True)
     shapes = [tuple(int(x) for x in s.split("/")) for s in args.lengths]
     common = ["--batch", str(args.batch), "--steps", str(args.steps),
               "--threads", str(args.threads)]
     best: dict[tuple, dict] = {}
-    peak = torch_peak = 0.0
+    peaks = {dtype: [0.0, 0.0] for dtype in args.dtypes}  # [jnp.dot, torch.mm] FLOP/s
     for round_ in range(args.repeats):
-        r = _run_worker("--worker", "peak", "--matmul-size", str(args.matmul_size),
-                        "--threads", str(args.threads))
-        peak, torch_peak = max(peak, r["flops_per_s"]), max(torch_peak, r["torch_flops_per_s"])
+        for dtype in args.dtypes:
+            r = _run_worker("--worker", "peak", "--matmul-size", str(args.matmul_size),
+                            "--threads", str(args.threads), "--dtype", dtype)
+            peaks[dtype] = [max(peaks[dtype][0], r["flops_per_s"]),
+                            max(peaks[dtype][1], r["torch_flops_per_s"])]
+            for enc, dec in shapes:
+                for fw in args.frameworks:
+                    r = _run_worker("--worker", fw, "--enc", str(enc), "--dec", str(dec),
+                                    "--dtype", dtype, *common)
+                    key = (fw, dtype, enc, dec)
+                    print(f"  round {round_ + 1}: {fw:5s} {dtype} {enc}/{dec}: "
+                          f"{r['step_s']:.3f} s/step, loss {r['loss']:.3f}, "
+                          f"{r['params']:,} params, peak RSS {r['peak_rss_mib']:.0f} MiB",
+                          flush=True)
+                    if key not in best or r["step_s"] < best[key]["step_s"]:
+                        best[key] = r
+    print()
+    for dtype, (peak, torch_peak) in peaks.items():
+        print(f"measured {dtype} matmul peak ({args.matmul_size}^3 jnp.dot): "
+              f"{peak / 1e9:.1f} GFLOP/s (torch.mm, {args.threads} threads: "
+              f"{torch_peak / 1e9:.1f} GFLOP/s)")
+    print("MFU: against the jnp.dot peak of the row's precision; MFU*: against the better "
+          "of jnp.dot and torch.mm")
+    print(f"{'dtype':>8} {'lengths':>8} {'framework':>10} {'tokens/s':>9} {'tgt tok/s':>9} "
+          f"{'GFLOP/s':>8} {'MFU':>6} {'MFU*':>6} {'peak MiB':>9} {'compile s':>9}")
+    for dtype in args.dtypes:
+        peak, torch_peak = peaks[dtype]
         for enc, dec in shapes:
+            flops = train_flops(enc, dec, args.batch)
+            rates = {}
             for fw in args.frameworks:
-                r = _run_worker("--worker", fw, "--enc", str(enc), "--dec", str(dec), *common)
-                key = (fw, enc, dec)
-                print(f"  round {round_ + 1}: {fw:5s} {enc}/{dec}: {r['step_s']:.3f} s/step, "
-                      f"loss {r['loss']:.3f}, {r['params']:,} params, "
-                      f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
-                if key not in best or r["step_s"] < best[key]["step_s"]:
-                    best[key] = r
-    print(f"\nmeasured f32 matmul peak ({args.matmul_size}^3 jnp.dot): {peak / 1e9:.1f} GFLOP/s "
-          f"(torch.mm, {args.threads} threads: {torch_peak / 1e9:.1f} GFLOP/s); MFU uses the "
-          "jnp.dot peak")
-    best_peak = max(peak, torch_peak)
-    header = (f"{'lengths':>8} {'framework':>10} {'tokens/s':>9} {'tgt tok/s':>9} "
-              f"{'GFLOP/s':>8} {'MFU':>6} {'MFU*':>6} {'peak MiB':>9} {'compile s':>9}")
-    print("MFU: against the jnp.dot peak; MFU*: against the better of jnp.dot and torch.mm")
-    print(header)
-    for enc, dec in shapes:
-        flops = train_flops(enc, dec, args.batch)
-        rates = {}
-        for fw in args.frameworks:
-            r = best[(fw, enc, dec)]
-            tokens = args.batch * (enc + dec) / r["step_s"]
-            rates[fw] = tokens
-            print(f"{f'{enc}/{dec}':>8} {fw:>10} {tokens:9.0f} "
-                  f"{args.batch * dec / r['step_s']:9.0f} {flops / r['step_s'] / 1e9:8.1f} "
-                  f"{flops / r['step_s'] / peak:6.1%} {flops / r['step_s'] / best_peak:6.1%} "
-                  f"{r['peak_rss_mib']:9.0f} "
-                  f"{r['compile_s']:9.1f}")
-        if "jax" in rates and "torch" in rates:
-            print(f"{'':>8} {'ratio':>10} {rates['jax'] / rates['torch']:8.2f}x (flan_jax / HF)")
-
+                r = best[(fw, dtype, enc, dec)]
+                rates[fw] = args.batch * (enc + dec) / r["step_s"]
+                achieved = flops / r["step_s"]
+                print(f"{dtype:>8} {f'{enc}/{dec}':>8} {fw:>10} {rates[fw]:9.0f} "
+                      f"{args.batch * dec / r['step_s']:9.0f} {achieved / 1e9:8.1f} "
+                      f"{achieved / peak:6.1%} {achieved / max(peak, torch_peak):6.1%} "
+                      f"{r['peak_rss_mib']:9.0f} {r['compile_s']:9.1f}")
+            if "jax" in rates and "torch" in rates:
+                print(f"{'':>8} {'':>8} {'ratio':>10} {rates['jax'] / rates['torch']:8.2f}x "
+                      "(flan_jax / HF)")
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,8 @@ Everything goes to MODEL_DIR: `metrics.jsonl` (one JSON object per record: `step
 steps/s, seqs/s, target tokens/s (non-padding), and the non-padding fraction of the
 target positions. MFU = model FLOPs (6 × parameters × positions, encoder parameters on
 input positions and decoder parameters on target positions) / peak FLOP/s; the peak is
-measured with a matmul at start unless `peak_flops` is given.
+measured with a matmul in the model's activation dtype at start unless `peak_flops` is
+given.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     data_class=summary_pb2.DATA_CLASS_SCALAR)
 
 
-def measure_peak_flops(n: int = 1024, repeats: int = 5) -> float:
-    """FLOP/s of a float32 [n, n] @ [n, n] matmul on the default device (best of a few)."""
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
+def measure_peak_flops(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a [n, n] @ [n, n] matmul in `dtype` (float32 accumulation) on the default
+    device, best of a few: the peak of the precision the model computes in."""
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
     f(a).block_until_ready()
     best = math.inf
     for _ in range(repeats):
@@ -70,7 +72,7 @@ class Reporter:
         self.primary = jax.process_index() == 0
         self.batch_size, self.lengths, self.log_period = batch_size, dict(lengths), log_period
         self.step_flops = flops_per_step(config, batch_size, lengths)
-        self.peak = peak_flops or measure_peak_flops()
+        self.peak = peak_flops or measure_peak_flops(config.activation_dtype)
         self.jsonl = self.model_dir / "metrics.jsonl"
         self.records = self._read_records(first_step)
         self.writer = tf.summary.create_file_writer(str(self.model_dir / "tb")) \

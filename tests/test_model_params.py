@@ -16,8 +16,8 @@ import pytest
 from flax import linen as nn
 from flax import traverse_util
 
-from flan_jax.models import t5
-from flan_jax.models.layers import relative_position_bucket
+from flan_jax.models import layers, t5
+from flan_jax.models.layers import low_precision_matmul, relative_position_bucket
 
 GIN_DIR = Path(__file__).resolve().parents[1] / "gin" / "models"
 PARAM_COUNTS = {
@@ -202,6 +202,47 @@ def test_dropout_and_dtypes(tiny_batch: tuple) -> None:
     bf16 = _logits(config.replace(dtype="bfloat16"), params, inputs, targets)
     assert bf16.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(bf16, np.float32), plain, atol=0.25)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "tpu"])
+def test_low_precision_matmul_matches_float32_autodiff(monkeypatch: pytest.MonkeyPatch,
+                                                       backend: str) -> None:
+    """bf16 product and gradients against float32 autodiff of the same bf16-rounded operands."""
+    monkeypatch.setattr(layers.jax, "default_backend", lambda: backend)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(24, 16)), jnp.bfloat16)
+    kernel = jnp.asarray(rng.normal(size=(16, 40)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(24, 40)), jnp.bfloat16)
+
+    def reference(x32: jnp.ndarray, k32: jnp.ndarray) -> jnp.ndarray:
+        k_rounded = k32 + jax.lax.stop_gradient(k32.astype(jnp.bfloat16).astype(jnp.float32) - k32)
+        return jnp.dot(x32, k_rounded, precision=jax.lax.Precision.HIGHEST)
+
+    y, vjp = jax.vjp(jax.jit(low_precision_matmul), x, kernel)
+    dx, dkernel = vjp(g)
+    y_ref, vjp_ref = jax.vjp(reference, x.astype(jnp.float32), kernel)
+    dx_ref, dkernel_ref = vjp_ref(g.astype(jnp.float32))
+    assert (y.dtype, dx.dtype, dkernel.dtype) == (jnp.bfloat16, jnp.bfloat16, jnp.float32)
+    # bf16 outputs: one rounding of the float32 sum; the kernel gradient is not rounded.
+    np.testing.assert_allclose(np.asarray(y, np.float32), y_ref, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(np.asarray(dx, np.float32), dx_ref, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(dkernel, dkernel_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["none", "minimal"])
+def test_bfloat16_gradients_follow_float32(tiny_batch: tuple, policy: str) -> None:
+    """Mixed precision (bf16 activations, f32 params) keeps the f32 model's gradients."""
+    config, params, inputs, targets = tiny_batch
+    config = config.replace(dropout_rate=0.0)
+    value, grads = _loss_and_grad(config, params, inputs, targets)
+    bf16_value, bf16_grads = _loss_and_grad(
+        config.replace(dtype="bfloat16", remat_policy=policy), params, inputs, targets)
+    assert float(bf16_value) == pytest.approx(float(value), rel=2e-2)
+    for path, grad in _flat(grads).items():
+        bf16_grad = _flat(bf16_grads)[path]
+        assert bf16_grad.dtype == jnp.float32, path
+        error = np.linalg.norm(bf16_grad - grad) / np.linalg.norm(grad)
+        assert error < 0.05, (path, error)
 
 
 def test_model_rejects_bad_input(tiny_batch: tuple) -> None:

@@ -47,8 +47,52 @@ class Dense(nn.Module):
         # A 2-D [tokens, in] @ [in, out] product: XLA:CPU differentiates a batched
         # [..., in] dot into transposing fusions that cost 2.5x the matmuls themselves.
         flat = x.reshape(-1, x.shape[-1]).astype(dtype)
-        y = jnp.dot(flat, kernel.astype(dtype))
+        if dtype.itemsize < 4:
+            y = low_precision_matmul(flat, kernel)
+        else:
+            y = jnp.dot(flat, kernel.astype(dtype))
         return y.reshape(x.shape[:-1] + (self.features,))
+
+
+def _dot_f32(a: Array, b: Array, contracting: tuple[int, int]) -> Array:
+    """2-D `dot_general` over one axis of each operand, accumulated in float32."""
+    dims = (((contracting[0],), (contracting[1],)), ((), ()))
+    return jax.lax.dot_general(a, b, dims, preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def low_precision_matmul(x: Array, kernel: Array) -> Array:
+    """`x` [tokens, in] @ `kernel` [in, out] in `x`'s dtype (bf16), accumulated in float32.
+
+    Forward and both gradients are bf16 products with float32 accumulation, and the
+    kernel's gradient comes back in the kernel's own dtype (float32 for t5x-style mixed
+    precision) without a bf16 rounding. Autodiff of a bf16 `jnp.dot` would give XLA:CPU
+    bf16-output and transposed-operand products, which it runs in float32 instead; in this
+    form it runs them on the bf16 matrix units (AMX), 3-5x faster.
+    """
+    return _dot_f32(x, kernel.astype(x.dtype), (1, 0)).astype(x.dtype)
+
+
+def _low_precision_matmul_fwd(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]]:
+    return low_precision_matmul(x, kernel), (x, kernel)
+
+
+def _low_precision_matmul_bwd(residuals: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+    x, kernel = residuals
+    g = g.astype(x.dtype)
+    dx = _dot_f32(g, kernel.astype(x.dtype), (1, 1)).astype(x.dtype)
+    if jax.default_backend() == "cpu":
+        # XLA:CPU folds a plain `x.T` into the product, which then contracts a major axis and
+        # runs in float32 (3x slower at flan-t5-small sizes); the barrier keeps the
+        # transpose a row-major copy.
+        x_t = jax.lax.optimization_barrier(x.T[None])[0]
+        dkernel = _dot_f32(x_t, g, (1, 0))
+    else:
+        dkernel = _dot_f32(x, g, (0, 0))
+    return dx, dkernel.astype(kernel.dtype)
+
+
+low_precision_matmul.defvjp(_low_precision_matmul_fwd, _low_precision_matmul_bwd)
 
 
 class RMSNorm(nn.Module):
