@@ -295,5 +295,6 @@ def main() -> None:
                 print(f"{'':>8} {'':>8} {'ratio':>10} {rates['jax'] / rates['torch']:8.2f}x "
                       "(flan_jax / HF)")
 
+
 if __name__ == "__main__":
     main()

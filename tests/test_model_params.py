@@ -238,8 +238,9 @@ def test_bfloat16_gradients_follow_float32(tiny_batch: tuple, policy: str) -> No
     bf16_value, bf16_grads = _loss_and_grad(
         config.replace(dtype="bfloat16", remat_policy=policy), params, inputs, targets)
     assert float(bf16_value) == pytest.approx(float(value), rel=2e-2)
+    bf16_flat = _flat(bf16_grads)
     for path, grad in _flat(grads).items():
-        bf16_grad = _flat(bf16_grads)[path]
+        bf16_grad = bf16_flat[path]
         assert bf16_grad.dtype == jnp.float32, path
         error = np.linalg.norm(bf16_grad - grad) / np.linalg.norm(grad)
         assert error < 0.05, (path, error)
