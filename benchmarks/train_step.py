@@ -14,8 +14,8 @@ on the same random full-length batches (no padding): batch 8, (inputs, targets) 
 
 - flan_jax: `flan_jax.train_step.make_train_step` (the trainer's step: forward, z-loss
   cross-entropy, backward, Adafactor from `flan_jax.optimizers.make_optimizer`: optax's
-  state, the fused update), jitted with the state donated. Compilation is timed apart and
-  excluded.
+  state, the fused update; float32 products through MKL, `flan_jax.models.cpu_matmul`),
+  jitted with the state donated. Compilation is timed apart and excluded.
 - Hugging Face: `T5ForConditionalGeneration(labels=...)` (given its own `lm_head`:
   transformers 5 ties it to the input embedding, which Flan-T5 does not) forward + backward +
   `transformers.optimization.Adafactor(scale_parameter=True, relative_step=False,
@@ -37,13 +37,15 @@ forward x 3 for forward + backward; no recomputation counted): 189 GFLOP per ste
 in an encoder-decoder each token passes through one stack only (encoder tokens through the
 encoder's 19M matmul parameters plus the cross-attention keys/values, decoder tokens
 through the decoder's 25M plus the 16M logits), and the 16M-entry embedding table costs no
-FLOPs. The peak is the best `jnp.dot` rate of a 2048 x 2048 x 2048 product in the row's
-precision (bf16 operands, float32 accumulation for bfloat16), measured in each round of
-the same run through the same XLA backend and threads; the `torch.mm` rate (2 threads)
-is printed beside it.
+FLOPs. The peak is the best rate of a 2048 x 2048 x 2048 product in the row's precision
+(bf16 operands, float32 accumulation for bfloat16) through the kernels flan_jax uses:
+`jnp.dot`, and in float32 on a CPU flan_jax's MKL product (`flan_jax.models.cpu_matmul`),
+measured in each round of the same run on the same threads; MFU* also counts `torch.mm`
+(2 threads). `--frameworks jax-xla` adds flan_jax with `FLAN_JAX_CPU_MATMUL=0` (XLA's own
+dots, float32 only) for the speed-up of the MKL products in the same run.
 
     python benchmarks/train_step.py [--repeats 2] [--steps 5] [--lengths 64/64 256/64]
-                                    [--dtypes float32 bfloat16]
+                                    [--dtypes float32 bfloat16] [--frameworks jax jax-xla torch]
 """
 
 from __future__ import annotations
@@ -93,17 +95,23 @@ def worker_peak(size: int, threads: int, dtype: str) -> dict:
     import jax.numpy as jnp
     import torch
 
+    from flan_jax.models import cpu_matmul
+
     a = jax.random.normal(jax.random.key(0), (size, size)).astype(dtype)
     b = jax.random.normal(jax.random.key(1), (size, size)).astype(dtype)
-    dot = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32))
-    dot(a, b).block_until_ready()
-    seconds = _timed(lambda: dot(a, b).block_until_ready(), 5)
+    products = {"flops_per_s": lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)}
+    if cpu_matmul.enabled(dtype):
+        products["mkl_flops_per_s"] = cpu_matmul.matmul
+    result = {"mkl_flops_per_s": 0.0}
+    for name, product in products.items():
+        dot = jax.jit(product)
+        dot(a, b).block_until_ready()
+        result[name] = 2.0 * size ** 3 / _timed(lambda f=dot: f(a, b).block_until_ready(), 5)
     torch.set_num_threads(threads)
     ta = torch.randn(size, size, dtype=getattr(torch, dtype))
     tb = torch.randn(size, size, dtype=getattr(torch, dtype))
-    torch_seconds = _timed(lambda: ta @ tb, 5)
-    return {"flops_per_s": 2.0 * size ** 3 / seconds,
-            "torch_flops_per_s": 2.0 * size ** 3 / torch_seconds}
+    result["torch_flops_per_s"] = 2.0 * size ** 3 / _timed(lambda: ta @ tb, 5)
+    return result
 
 
 def _batch(enc_len: int, dec_len: int, batch: int, vocab: int):
@@ -199,7 +207,7 @@ def _worker_main(args: argparse.Namespace) -> None:
     keep_freed_memory()
     if args.worker == "peak":
         result = worker_peak(args.matmul_size, args.threads, args.dtype)
-    elif args.worker == "jax":
+    elif args.worker in ("jax", "jax-xla"):
         result = worker_jax(args.enc, args.dec, args.batch, args.steps, args.dtype)
     else:
         result = worker_torch(args.enc, args.dec, args.batch, args.steps, args.threads,
@@ -208,8 +216,10 @@ def _worker_main(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def _run_worker(*extra: str) -> dict:
+def _run_worker(*extra: str, xla_dots: bool = False) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
+    if xla_dots:
+        env["FLAN_JAX_CPU_MATMUL"] = "0"
     proc = subprocess.run([sys.executable, __file__, *extra], capture_output=True, text=True,
                           env=env, check=False)
     for line in proc.stdout.splitlines():
@@ -227,11 +237,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="round-robin rounds")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--matmul-size", type=int, default=2048)
-    parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"])
+    parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"],
+                        choices=["jax", "jax-xla", "torch"],
+                        help="jax-xla: flan_jax with FLAN_JAX_CPU_MATMUL=0 (XLA's own dots)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16"], help="precisions to compare")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=["peak", "jax", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["peak", "jax", "jax-xla", "torch"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--enc", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dec", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -251,17 +264,19 @@ def main() -> None:
     common = ["--batch", str(args.batch), "--steps", str(args.steps),
               "--threads", str(args.threads)]
     best: dict[tuple, dict] = {}
-    peaks = {dtype: [0.0, 0.0] for dtype in args.dtypes}  # [jnp.dot, torch.mm] FLOP/s
+    peak_names = ("flops_per_s", "mkl_flops_per_s", "torch_flops_per_s")
+    peaks = {dtype: dict.fromkeys(peak_names, 0.0) for dtype in args.dtypes}
     for round_ in range(args.repeats):
         for dtype in args.dtypes:
             r = _run_worker("--worker", "peak", "--matmul-size", str(args.matmul_size),
                             "--threads", str(args.threads), "--dtype", dtype)
-            peaks[dtype] = [max(peaks[dtype][0], r["flops_per_s"]),
-                            max(peaks[dtype][1], r["torch_flops_per_s"])]
+            peaks[dtype] = {k: max(v, r[k]) for k, v in peaks[dtype].items()}
             for enc, dec in shapes:
                 for fw in args.frameworks:
+                    if fw == "jax-xla" and dtype != "float32":
+                        continue  # the MKL products are float32 only
                     r = _run_worker("--worker", fw, "--enc", str(enc), "--dec", str(dec),
-                                    "--dtype", dtype, *common)
+                                    "--dtype", dtype, *common, xla_dots=fw == "jax-xla")
                     key = (fw, dtype, enc, dec)
                     print(f"  round {round_ + 1}: {fw:5s} {dtype} {enc}/{dec}: "
                           f"{r['step_s']:.3f} s/step, loss {r['loss']:.3f}, "
@@ -270,30 +285,38 @@ def main() -> None:
                     if key not in best or r["step_s"] < best[key]["step_s"]:
                         best[key] = r
     print()
-    for dtype, (peak, torch_peak) in peaks.items():
-        print(f"measured {dtype} matmul peak ({args.matmul_size}^3 jnp.dot): "
-              f"{peak / 1e9:.1f} GFLOP/s (torch.mm, {args.threads} threads: "
-              f"{torch_peak / 1e9:.1f} GFLOP/s)")
-    print("MFU: against the jnp.dot peak of the row's precision; MFU*: against the better "
-          "of jnp.dot and torch.mm")
+    for dtype, p in peaks.items():
+        mkl = (f", flan_jax MKL product {p['mkl_flops_per_s'] / 1e9:.1f}"
+               if p["mkl_flops_per_s"] else "")
+        print(f"measured {dtype} matmul peak ({args.matmul_size}^3): jnp.dot "
+              f"{p['flops_per_s'] / 1e9:.1f}{mkl}, torch.mm ({args.threads} threads) "
+              f"{p['torch_flops_per_s'] / 1e9:.1f} GFLOP/s")
+    print("MFU: against the better of jnp.dot and flan_jax's MKL product in the row's "
+          "precision; MFU*: against the best of those and torch.mm")
     print(f"{'dtype':>8} {'lengths':>8} {'framework':>10} {'tokens/s':>9} {'tgt tok/s':>9} "
           f"{'GFLOP/s':>8} {'MFU':>6} {'MFU*':>6} {'peak MiB':>9} {'compile s':>9}")
     for dtype in args.dtypes:
-        peak, torch_peak = peaks[dtype]
+        peak = max(peaks[dtype]["flops_per_s"], peaks[dtype]["mkl_flops_per_s"])
+        best_peak = max(peaks[dtype].values())
         for enc, dec in shapes:
             flops = train_flops(enc, dec, args.batch)
             rates = {}
             for fw in args.frameworks:
+                if (fw, dtype, enc, dec) not in best:
+                    continue
                 r = best[(fw, dtype, enc, dec)]
                 rates[fw] = args.batch * (enc + dec) / r["step_s"]
                 achieved = flops / r["step_s"]
                 print(f"{dtype:>8} {f'{enc}/{dec}':>8} {fw:>10} {rates[fw]:9.0f} "
                       f"{args.batch * dec / r['step_s']:9.0f} {achieved / 1e9:8.1f} "
-                      f"{achieved / peak:6.1%} {achieved / max(peak, torch_peak):6.1%} "
+                      f"{achieved / peak:6.1%} {achieved / best_peak:6.1%} "
                       f"{r['peak_rss_mib']:9.0f} {r['compile_s']:9.1f}")
             if "jax" in rates and "torch" in rates:
                 print(f"{'':>8} {'':>8} {'ratio':>10} {rates['jax'] / rates['torch']:8.2f}x "
                       "(flan_jax / HF)")
+            if "jax" in rates and "jax-xla" in rates:
+                print(f"{'':>8} {'':>8} {'ratio':>10} {rates['jax'] / rates['jax-xla']:8.2f}x "
+                      "(MKL products / XLA's dots)")
 
 
 if __name__ == "__main__":

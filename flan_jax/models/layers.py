@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flan_jax.models import cpu_matmul
 from flan_jax.models.config import T5Config
 
 Array = jax.Array
@@ -49,6 +50,8 @@ class Dense(nn.Module):
         flat = x.reshape(-1, x.shape[-1]).astype(dtype)
         if dtype.itemsize < 4:
             y = low_precision_matmul(flat, kernel)
+        elif cpu_matmul.enabled(dtype, self.config.remat_policy):
+            y = cpu_matmul.matmul(flat, kernel.astype(dtype))
         else:
             y = jnp.dot(flat, kernel.astype(dtype))
         return y.reshape(x.shape[:-1] + (self.features,))
@@ -253,23 +256,32 @@ class MultiHeadAttention(nn.Module):
             x = jnp.swapaxes(x.reshape(x.shape[:-1] + heads), 1, 2)
             return constrain(x, "batch", "heads", "length", "kv")
 
-        query = split(project(name="query", kernel_init=_scaled_query_init(cfg.d_kv))(inputs_q))
-        is_step = decode and self.has_variable("cache", "cached_key")
-        if is_step and self.cross:
-            key = self.get_variable("cache", "cached_key")
-            value = self.get_variable("cache", "cached_value")
+        query = project(name="query", kernel_init=_scaled_query_init(cfg.d_kv))(inputs_q)
+        # The MKL products read heads in place from [b, len, h*d]; XLA's read [b, h, len, d].
+        in_place = not decode and cpu_matmul.enabled(cfg.activation_dtype, cfg.remat_policy)
+        if in_place:
+            key, value = project(name="key")(inputs_kv), project(name="value")(inputs_kv)
+            logits = cpu_matmul.attention_logits(query, key, cfg.num_heads)
         else:
-            key = split(project(name="key")(inputs_kv))
-            value = split(project(name="value")(inputs_kv))
-            if decode:
-                key, value = self._cache(key, value, decode_index if is_step else None)
-
-        logits = jnp.einsum("bhqd,bhkd->bhqk", query, key).astype(jnp.float32)
-        weights = jax.nn.softmax(logits + bias, axis=-1).astype(cfg.activation_dtype)
+            query = split(query)
+            is_step = decode and self.has_variable("cache", "cached_key")
+            if is_step and self.cross:
+                key = self.get_variable("cache", "cached_key")
+                value = self.get_variable("cache", "cached_value")
+            else:
+                key = split(project(name="key")(inputs_kv))
+                value = split(project(name="value")(inputs_kv))
+                if decode:
+                    key, value = self._cache(key, value, decode_index if is_step else None)
+            logits = jnp.einsum("bhqd,bhkd->bhqk", query, key)
+        weights = jax.nn.softmax(logits.astype(jnp.float32) + bias, axis=-1)
         weights = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(
-            weights, deterministic=deterministic)
-        out = jnp.einsum("bhqk,bhkd->bqhd", weights, value)
-        out = out.reshape(out.shape[:2] + (joined,))
+            weights.astype(cfg.activation_dtype), deterministic=deterministic)
+        if in_place:
+            out = cpu_matmul.attention_values(weights, value)
+        else:
+            out = jnp.einsum("bhqk,bhkd->bqhd", weights, value)
+            out = out.reshape(out.shape[:2] + (joined,))
         return Dense(cfg.d_model, ("joined_kv", "embed"), cfg, kernel_init=_attention_init,
                      name="out")(out)
 
