@@ -91,27 +91,16 @@ def _timed(step, steps: int) -> float:
 
 
 def worker_peak(size: int, threads: int, dtype: str) -> dict:
-    import jax
-    import jax.numpy as jnp
     import torch
 
-    from flan_jax.models import cpu_matmul
+    from flan_jax.training_report import matmul_rates
 
-    a = jax.random.normal(jax.random.key(0), (size, size)).astype(dtype)
-    b = jax.random.normal(jax.random.key(1), (size, size)).astype(dtype)
-    products = {"flops_per_s": lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)}
-    if cpu_matmul.enabled(dtype):
-        products["mkl_flops_per_s"] = cpu_matmul.matmul
-    result = {"mkl_flops_per_s": 0.0}
-    for name, product in products.items():
-        dot = jax.jit(product)
-        dot(a, b).block_until_ready()
-        result[name] = 2.0 * size ** 3 / _timed(lambda f=dot: f(a, b).block_until_ready(), 5)
+    rates = matmul_rates(dtype, size, repeats=5)
     torch.set_num_threads(threads)
     ta = torch.randn(size, size, dtype=getattr(torch, dtype))
     tb = torch.randn(size, size, dtype=getattr(torch, dtype))
-    result["torch_flops_per_s"] = 2.0 * size ** 3 / _timed(lambda: ta @ tb, 5)
-    return result
+    rates["torch.mm"] = 2.0 * size ** 3 / _timed(lambda: ta @ tb, 5)
+    return rates
 
 
 def _batch(enc_len: int, dec_len: int, batch: int, vocab: int):
@@ -264,13 +253,13 @@ def main() -> None:
     common = ["--batch", str(args.batch), "--steps", str(args.steps),
               "--threads", str(args.threads)]
     best: dict[tuple, dict] = {}
-    peak_names = ("flops_per_s", "mkl_flops_per_s", "torch_flops_per_s")
-    peaks = {dtype: dict.fromkeys(peak_names, 0.0) for dtype in args.dtypes}
+    peaks: dict[str, dict[str, float]] = {dtype: {} for dtype in args.dtypes}  # FLOP/s
     for round_ in range(args.repeats):
         for dtype in args.dtypes:
             r = _run_worker("--worker", "peak", "--matmul-size", str(args.matmul_size),
                             "--threads", str(args.threads), "--dtype", dtype)
-            peaks[dtype] = {k: max(v, r[k]) for k, v in peaks[dtype].items()}
+            r.pop("peak_rss_mib")
+            peaks[dtype] = {k: max(v, peaks[dtype].get(k, 0.0)) for k, v in r.items()}
             for enc, dec in shapes:
                 for fw in args.frameworks:
                     if fw == "jax-xla" and dtype != "float32":
@@ -286,17 +275,15 @@ def main() -> None:
                         best[key] = r
     print()
     for dtype, p in peaks.items():
-        mkl = (f", flan_jax MKL product {p['mkl_flops_per_s'] / 1e9:.1f}"
-               if p["mkl_flops_per_s"] else "")
-        print(f"measured {dtype} matmul peak ({args.matmul_size}^3): jnp.dot "
-              f"{p['flops_per_s'] / 1e9:.1f}{mkl}, torch.mm ({args.threads} threads) "
-              f"{p['torch_flops_per_s'] / 1e9:.1f} GFLOP/s")
+        rates = ", ".join(f"{name} {rate / 1e9:.1f}" for name, rate in p.items())
+        print(f"measured {dtype} matmul peak ({args.matmul_size}^3, GFLOP/s): {rates} "
+              f"(torch.mm: {args.threads} threads)")
     print("MFU: against the better of jnp.dot and flan_jax's MKL product in the row's "
           "precision; MFU*: against the best of those and torch.mm")
     print(f"{'dtype':>8} {'lengths':>8} {'framework':>10} {'tokens/s':>9} {'tgt tok/s':>9} "
           f"{'GFLOP/s':>8} {'MFU':>6} {'MFU*':>6} {'peak MiB':>9} {'compile s':>9}")
     for dtype in args.dtypes:
-        peak = max(peaks[dtype]["flops_per_s"], peaks[dtype]["mkl_flops_per_s"])
+        peak = max(rate for name, rate in peaks[dtype].items() if name != "torch.mm")
         best_peak = max(peaks[dtype].values())
         for enc, dec in shapes:
             flops = train_flops(enc, dec, args.batch)

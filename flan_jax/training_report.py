@@ -38,23 +38,32 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     data_class=summary_pb2.DATA_CLASS_SCALAR)
 
 
-def measure_peak_flops(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5) -> float:
-    """FLOP/s of a [n, n] @ [n, n] matmul in `dtype` (float32 accumulation) on the default
-    device, best of a few and of XLA's dot and the model's MKL product where it uses one:
-    the peak of the precision and kernels the model computes with."""
-    a = jnp.ones((n, n), dtype)
-    products = [lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32)]
+def matmul_rates(dtype: jnp.dtype = jnp.float32, n: int = 1024,
+                 repeats: int = 5) -> dict[str, float]:
+    """Best FLOP/s of a [n, n] @ [n, n] matmul in `dtype` (float32 accumulation) on the
+    default device through each product the model computes with: XLA's dot (`jnp.dot`) and,
+    where the model uses it, the MKL product (`mkl`)."""
+    products = {"jnp.dot": lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)}
     if cpu_matmul.enabled(dtype):
-        products.append(lambda x: cpu_matmul.matmul(x, x))
-    best = math.inf
-    for product in products:
+        products["mkl"] = cpu_matmul.matmul
+    a = jax.random.normal(jax.random.key(0), (n, n)).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n)).astype(dtype)
+    rates = {}
+    for name, product in products.items():
         f = jax.jit(product)
-        f(a).block_until_ready()
+        f(a, b).block_until_ready()
+        best = math.inf
         for _ in range(repeats):
             t = time.perf_counter()
-            f(a).block_until_ready()
+            f(a, b).block_until_ready()
             best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
+        rates[name] = 2 * n ** 3 / best
+    return rates
+
+
+def measure_peak_flops(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5) -> float:
+    """The matmul peak of the precision and kernels the model computes with (`matmul_rates`)."""
+    return max(matmul_rates(dtype, n, repeats).values())
 
 
 def flops_per_step(config: T5Config, batch_size: int, lengths: Mapping[str, int]) -> float:

@@ -17,6 +17,7 @@ custom calls have no sharding rule) and on every other backend.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import importlib.metadata
@@ -102,8 +103,6 @@ def build(cache_dir: Path | None = None, compiler: str | None = None) -> Path:
 @functools.cache
 def _load() -> str | None:
     """Builds, loads and registers the custom calls; None on success, else the reason."""
-    import ctypes
-
     try:
         library = ctypes.CDLL(str(build()))
     except (Unavailable, OSError) as e:
