@@ -38,13 +38,13 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     data_class=summary_pb2.DATA_CLASS_SCALAR)
 
 
-def matmul_rates(dtype: jnp.dtype = jnp.float32, n: int = 1024,
-                 repeats: int = 5) -> dict[str, float]:
+def matmul_rates(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5,
+                 remat_policy: str = "none") -> dict[str, float]:
     """Best FLOP/s of a [n, n] @ [n, n] matmul in `dtype` (float32 accumulation) on the
     default device through each product the model computes with: XLA's dot (`jnp.dot`) and,
-    where the model uses it, the MKL product (`mkl`)."""
+    where a model in `dtype` under `remat_policy` uses it, the MKL product (`mkl`)."""
     products = {"jnp.dot": lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)}
-    if cpu_matmul.enabled(dtype):
+    if cpu_matmul.enabled(dtype, remat_policy):
         products["mkl"] = cpu_matmul.matmul
     a = jax.random.normal(jax.random.key(0), (n, n)).astype(dtype)
     b = jax.random.normal(jax.random.key(1), (n, n)).astype(dtype)
@@ -61,9 +61,10 @@ def matmul_rates(dtype: jnp.dtype = jnp.float32, n: int = 1024,
     return rates
 
 
-def measure_peak_flops(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5) -> float:
+def measure_peak_flops(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5,
+                       remat_policy: str = "none") -> float:
     """The matmul peak of the precision and kernels the model computes with (`matmul_rates`)."""
-    return max(matmul_rates(dtype, n, repeats).values())
+    return max(matmul_rates(dtype, n, repeats, remat_policy).values())
 
 
 def flops_per_step(config: T5Config, batch_size: int, lengths: Mapping[str, int]) -> float:
@@ -87,7 +88,8 @@ class Reporter:
         self.primary = jax.process_index() == 0
         self.batch_size, self.lengths, self.log_period = batch_size, dict(lengths), log_period
         self.step_flops = flops_per_step(config, batch_size, lengths)
-        self.peak = peak_flops or measure_peak_flops(config.activation_dtype)
+        self.peak = peak_flops or measure_peak_flops(config.activation_dtype,
+                                                      remat_policy=config.remat_policy)
         self.jsonl = self.model_dir / "metrics.jsonl"
         self.records = self._read_records(first_step)
         self.writer = tf.summary.create_file_writer(str(self.model_dir / "tb")) \

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from flan_jax.models import cpu_matmul, t5
+from flan_jax.training_report import matmul_rates
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -28,6 +29,13 @@ def test_builds_and_is_used_on_this_machine() -> None:
     assert not cpu_matmul.enabled(jnp.bfloat16)          # bf16 has its own AMX path
     assert not cpu_matmul.enabled(jnp.float32, "minimal")  # would defeat the dots policy
     assert cpu_matmul.enabled(jnp.float32, "full")
+
+
+def test_mfu_peak_counts_the_mkl_product_only_where_the_model_uses_it() -> None:
+    """The trainer's MFU peak is measured through the kernels the model computes with."""
+    assert set(matmul_rates(jnp.float32, 64, 1)) == {"jnp.dot", "mkl"}
+    assert set(matmul_rates(jnp.float32, 64, 1, remat_policy="minimal")) == {"jnp.dot"}
+    assert set(matmul_rates(jnp.bfloat16, 64, 1)) == {"jnp.dot"}
 
 
 @pytest.mark.parametrize("m,k,n", [(300, 70, 130), (8, 96, 1000), (1, 3, 2), (129, 64, 64)])
