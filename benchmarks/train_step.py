@@ -14,8 +14,8 @@ on the same random full-length batches (no padding): batch 8, (inputs, targets) 
 
 - flan_jax: `flan_jax.train_step.make_train_step` (the trainer's step: forward, z-loss
   cross-entropy, backward, Adafactor from `flan_jax.optimizers.make_optimizer`: optax's
-  state, the fused update; float32 products through MKL, `flan_jax.models.cpu_matmul`),
-  jitted with the state donated. Compilation is timed apart and excluded.
+  state, applied in place by `flan_jax.cpu_adafactor`'s kernel; float32 products through
+  MKL, `flan_jax.models.cpu_matmul`), jitted with the state donated. Compilation is timed apart and excluded.
 - Hugging Face: `T5ForConditionalGeneration(labels=...)` (given its own `lm_head`:
   transformers 5 ties it to the input embedding, which Flan-T5 does not) forward + backward +
   `transformers.optimization.Adafactor(scale_parameter=True, relative_step=False,
@@ -42,10 +42,13 @@ FLOPs. The peak is the best rate of a 2048 x 2048 x 2048 product in the row's pr
 `jnp.dot`, and in float32 on a CPU flan_jax's MKL product (`flan_jax.models.cpu_matmul`),
 measured in each round of the same run on the same threads; MFU* also counts `torch.mm`
 (2 threads). `--frameworks jax-xla` adds flan_jax with `FLAN_JAX_CPU_MATMUL=0` (XLA's own
-dots, float32 only) for the speed-up of the MKL products in the same run.
+dots, float32 only) for the speed-up of the MKL products in the same run, and
+`jax-xla-adafactor` flan_jax with `FLAN_JAX_CPU_ADAFACTOR=0` (the Adafactor update in XLA)
+for that of the Adafactor kernel.
 
     python benchmarks/train_step.py [--repeats 2] [--steps 5] [--lengths 64/64 256/64]
-                                    [--dtypes float32 bfloat16] [--frameworks jax jax-xla torch]
+                                    [--dtypes float32 bfloat16]
+                                    [--frameworks jax jax-xla jax-xla-adafactor torch]
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ import sys
 import time
 
 ADAFACTOR = dict(lr=5e-4, decay_rate=0.8, clipping=1.0)
+# flan_jax workers: the environment each runs with.
+FLAN_JAX_SWITCHES = {"jax": {}, "jax-xla": {"FLAN_JAX_CPU_MATMUL": "0"},
+                     "jax-xla-adafactor": {"FLAN_JAX_CPU_ADAFACTOR": "0"}}
 
 
 def train_flops(enc_len: int, dec_len: int, batch: int, d_model: int = 512, d_ff: int = 1024,
@@ -196,7 +202,7 @@ def _worker_main(args: argparse.Namespace) -> None:
     keep_freed_memory()
     if args.worker == "peak":
         result = worker_peak(args.matmul_size, args.threads, args.dtype)
-    elif args.worker in ("jax", "jax-xla"):
+    elif args.worker in FLAN_JAX_SWITCHES:
         result = worker_jax(args.enc, args.dec, args.batch, args.steps, args.dtype)
     else:
         result = worker_torch(args.enc, args.dec, args.batch, args.steps, args.threads,
@@ -205,10 +211,8 @@ def _worker_main(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def _run_worker(*extra: str, xla_dots: bool = False) -> dict:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
-    if xla_dots:
-        env["FLAN_JAX_CPU_MATMUL"] = "0"
+def _run_worker(*extra: str, switches: dict[str, str] | None = None) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu", **(switches or {})}
     proc = subprocess.run([sys.executable, __file__, *extra], capture_output=True, text=True,
                           env=env, check=False)
     for line in proc.stdout.splitlines():
@@ -227,12 +231,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"],
-                        choices=["jax", "jax-xla", "torch"],
-                        help="jax-xla: flan_jax with FLAN_JAX_CPU_MATMUL=0 (XLA's own dots)")
+                        choices=[*FLAN_JAX_SWITCHES, "torch"],
+                        help="jax-xla: flan_jax with XLA's own dots; jax-xla-adafactor: with "
+                             "the Adafactor update in XLA")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16"], help="precisions to compare")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=["peak", "jax", "jax-xla", "torch"],
+    parser.add_argument("--worker", choices=["peak", *FLAN_JAX_SWITCHES, "torch"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--enc", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dec", type=int, help=argparse.SUPPRESS)
@@ -265,7 +270,8 @@ def main() -> None:
                     if fw == "jax-xla" and dtype != "float32":
                         continue  # the MKL products are float32 only
                     r = _run_worker("--worker", fw, "--enc", str(enc), "--dec", str(dec),
-                                    "--dtype", dtype, *common, xla_dots=fw == "jax-xla")
+                                    "--dtype", dtype, *common,
+                                    switches=FLAN_JAX_SWITCHES.get(fw))
                     key = (fw, dtype, enc, dec)
                     print(f"  round {round_ + 1}: {fw:5s} {dtype} {enc}/{dec}: "
                           f"{r['step_s']:.3f} s/step, loss {r['loss']:.3f}, "
@@ -280,7 +286,7 @@ def main() -> None:
               f"(torch.mm: {args.threads} threads)")
     print("MFU: against the better of jnp.dot and flan_jax's MKL product in the row's "
           "precision; MFU*: against the best of those and torch.mm")
-    print(f"{'dtype':>8} {'lengths':>8} {'framework':>10} {'tokens/s':>9} {'tgt tok/s':>9} "
+    print(f"{'dtype':>8} {'lengths':>8} {'framework':>17} {'tokens/s':>9} {'tgt tok/s':>9} "
           f"{'GFLOP/s':>8} {'MFU':>6} {'MFU*':>6} {'peak MiB':>9} {'compile s':>9}")
     for dtype in args.dtypes:
         peak = max(rate for name, rate in peaks[dtype].items() if name != "torch.mm")
@@ -294,16 +300,18 @@ def main() -> None:
                 r = best[(fw, dtype, enc, dec)]
                 rates[fw] = args.batch * (enc + dec) / r["step_s"]
                 achieved = flops / r["step_s"]
-                print(f"{dtype:>8} {f'{enc}/{dec}':>8} {fw:>10} {rates[fw]:9.0f} "
+                print(f"{dtype:>8} {f'{enc}/{dec}':>8} {fw:>17} {rates[fw]:9.0f} "
                       f"{args.batch * dec / r['step_s']:9.0f} {achieved / 1e9:8.1f} "
                       f"{achieved / peak:6.1%} {achieved / best_peak:6.1%} "
                       f"{r['peak_rss_mib']:9.0f} {r['compile_s']:9.1f}")
             if "jax" in rates and "torch" in rates:
-                print(f"{'':>8} {'':>8} {'ratio':>10} {rates['jax'] / rates['torch']:8.2f}x "
+                print(f"{'':>8} {'':>8} {'ratio':>17} {rates['jax'] / rates['torch']:8.2f}x "
                       "(flan_jax / HF)")
-            if "jax" in rates and "jax-xla" in rates:
-                print(f"{'':>8} {'':>8} {'ratio':>10} {rates['jax'] / rates['jax-xla']:8.2f}x "
-                      "(MKL products / XLA's dots)")
+            for fw, what in (("jax-xla", "MKL products / XLA's dots"),
+                             ("jax-xla-adafactor", "Adafactor kernel / XLA's update")):
+                if "jax" in rates and fw in rates:
+                    print(f"{'':>8} {'':>8} {'ratio':>17} {rates['jax'] / rates[fw]:8.2f}x "
+                          f"({what})")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 GradientTransformation: `optax.adafactor` with decay_rate 0.8, update clipping 1.0,
 factored second moments and parameter-scale multiply (the Flan-T5 recipe), no momentum;
 its update is computed by `fused_adafactor` (optax's state and arithmetic, fewer passes
-over memory; `fused_update=False` runs optax's own).
+over memory; `fused_update=False` runs optax's own). `apply_gradients` is the step's
+`update` + `apply_updates`; for the fused Adafactor on one CPU device, a C++ kernel that
+writes the parameters in place (`flan_jax.cpu_adafactor`).
 Schedules (`learning_rate_schedule`):
 
     'constant'       base_learning_rate at every step (Flan-T5 finetuning: 5e-4)
@@ -20,12 +22,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from flan_jax import cpu_adafactor
 
 Schedule = Callable[[int], float]
 SCHEDULES = ("constant", "warmup_rsqrt")
@@ -132,10 +137,32 @@ def _leaf_update(grad, v_row, v_col, v, param, decay, learning_rate, *, clipping
     return -step * scale * grad, v_row, v_col, v
 
 
+class FusedAdafactor(optax.GradientTransformation):
+    """`optax.adafactor`'s (init, update), plus `apply`, which adds the update to the
+    parameters in the same pass (see `apply_gradients`)."""
+
+    __slots__ = ()
+
+    def apply(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
+        """(new parameters, new state) after one step."""
+        return self.update(grads, state, params, apply=True)
+
+
+def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, state: Any,
+                    params: Any) -> tuple[Any, Any]:
+    """(new parameters, new optimizer state) after one step: `optimizer.update` and
+    `optax.apply_updates`, or the fused Adafactor's `apply`, which on one CPU device writes
+    the factored matrices in place with `flan_jax.cpu_adafactor`'s kernel."""
+    if isinstance(optimizer, FusedAdafactor):
+        return optimizer.apply(grads, state, params)
+    updates, state = optimizer.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+
 def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
                     clipping_threshold: float | None, factored: bool,
                     multiply_by_parameter_scale: bool,
-                    min_dim_size_to_factor: int) -> optax.GradientTransformation:
+                    min_dim_size_to_factor: int) -> FusedAdafactor:
     """`optax.adafactor` (no momentum, no weight decay) with these settings, its update
     computed in fewer passes.
 
@@ -143,16 +170,20 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
     learning rate, parameter scale, sign), each a pass over every parameter, and reduces
     a wide matrix along its major axis, which XLA:CPU does slowly; this computes each
     parameter's statistics first (row and column sums, the update's RMS from them) and
-    then its update in one elementwise pass. The state is optax's own (its `init`), so
-    checkpoints move between the two; tests hold the updates equal.
+    then its update in one elementwise pass. `apply` adds the update to the parameters,
+    with `flan_jax.cpu_adafactor`'s kernel where it is enabled. The state is optax's own
+    (its `init`), so checkpoints move between the two; tests hold the updates equal.
     """
+    if clipping_threshold is not None and clipping_threshold <= 0:
+        raise ValueError(f"clipping_threshold must be > 0 or None, got {clipping_threshold}")
     reference = optax.adafactor(
         learning_rate=learning_rate, decay_rate=decay_rate,
         clipping_threshold=clipping_threshold, factored=factored,
         multiply_by_parameter_scale=multiply_by_parameter_scale,
         min_dim_size_to_factor=min_dim_size_to_factor)
 
-    def update(grads, state, params=None):
+    def update(grads, state, params=None, *, apply: bool = False):
+        """(updates, state); with `apply`, the new parameters in place of the updates."""
         if params is None:
             raise ValueError("Adafactor needs the parameters (update(grads, state, params))")
         moments = state[0]
@@ -169,11 +200,31 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
             factored=factored, multiply_by_parameter_scale=multiply_by_parameter_scale,
             min_dim_size_to_factor=min_dim_size_to_factor)
         treedef = jax.tree_util.tree_structure(grads)
-        results = [leaf(*args) for args in zip(*(treedef.flatten_up_to(tree) for tree in (
-            grads, moments.v_row, moments.v_col, moments.v, params)))]
+        columns = [treedef.flatten_up_to(tree)
+                   for tree in (grads, moments.v_row, moments.v_col, moments.v, params)]
+        use_kernel = apply and cpu_adafactor.enabled()
+        results, on_kernel, small_axes = [], [], []
+        for i, (grad, v_row, v_col, v, param) in enumerate(zip(*columns)):
+            axes = _factored_axes(param.shape, factored, min_dim_size_to_factor)
+            if use_kernel and axes is not None and cpu_adafactor.supports(param):
+                on_kernel.append(i)
+                small_axes.append(axes[0])
+                results.append((param, v_row, v_col, v))  # replaced below
+                continue
+            update, v_row, v_col, v = leaf(grad, v_row, v_col, v, param)
+            results.append((optax.apply_updates(param, update) if apply else update,
+                            v_row, v_col, v))
+        if on_kernel:
+            new = cpu_adafactor.apply_factored(
+                *([column[i] for i in on_kernel] for column in
+                  (columns[0], columns[4], columns[1], columns[2])),
+                small_axes, decay, rate, clipping_threshold=clipping_threshold,
+                multiply_by_parameter_scale=multiply_by_parameter_scale)
+            for i, param, v_row, v_col in zip(on_kernel, *new):
+                results[i] = (param, v_row, v_col, results[i][3])
         updates, v_row, v_col, v = (treedef.unflatten(column) for column in zip(*results))
         state[0] = moments._replace(count=optax.safe_increment(moments.count), v_row=v_row,
                                     v_col=v_col, v=v)
         return updates, tuple(state)
 
-    return optax.GradientTransformation(reference.init, update)
+    return FusedAdafactor(reference.init, update)

@@ -28,6 +28,7 @@ import optax
 from flan_jax.models.config import T5Config
 from flan_jax.models.losses import cross_entropy_loss, normalizing_factor_and_weights
 from flan_jax.models.t5 import Transformer, init_params
+from flan_jax.optimizers import apply_gradients
 
 Array = jax.Array
 Batch = Mapping[str, Array]
@@ -136,8 +137,7 @@ def make_train_step(config: T5Config, optimizer: optax.GradientTransformation, *
                                                 micro_weights[0], rng)))
             (grads, metrics), _ = jax.lax.scan(
                 body, zeros, (jnp.arange(num_microbatches), (micro_batches, micro_weights)))
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params, opt_state = apply_gradients(optimizer, grads, state.opt_state, state.params)
         metrics["grad_norm"] = optax.global_norm(grads)
         return TrainState(state.step + 1, params, opt_state), metrics
 

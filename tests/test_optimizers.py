@@ -1,4 +1,5 @@
-"""The fused Adafactor update against optax.adafactor's own."""
+"""The fused Adafactor update, and its `apply` (XLA or the CPU kernel), against
+optax.adafactor's own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from flan_jax.optimizers import learning_rate_schedule, make_optimizer
+from flan_jax import cpu_adafactor
+from flan_jax.optimizers import apply_gradients, learning_rate_schedule, make_optimizer
 
 # Every kind of leaf Adafactor distinguishes: factored matrices in both orientations and
 # with equal sides, a factored 3-D array, matrices too small to factor, vectors, a scalar.
@@ -22,11 +24,20 @@ def _tree(seed: int, scale: float) -> dict:
             for name, shape in SHAPES.items()}
 
 
-@pytest.mark.parametrize("settings", [
+SETTINGS = [
     dict(learning_rate=learning_rate_schedule("warmup_rsqrt", 1e-2, warmup_steps=2)),
     dict(learning_rate=3e-3, clipping_threshold=None, multiply_by_parameter_scale=False),
     dict(learning_rate=1e-2, factored=False),
-], ids=["schedule-clipped-scaled", "float-rate-plain", "unfactored"])
+]
+SETTINGS_IDS = ["schedule-clipped-scaled", "float-rate-plain", "unfactored"]
+
+
+def _grads(step: int) -> dict:
+    """Large early gradients make the block-RMS clipping bite."""
+    return _tree(step + 1, 10.0 if step < 2 else 0.01)
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=SETTINGS_IDS)
 def test_fused_update_equals_optax(settings: dict) -> None:
     fused = make_optimizer(**settings)
     plain = make_optimizer(**settings, fused_update=False)
@@ -35,8 +46,7 @@ def test_fused_update_equals_optax(settings: dict) -> None:
     assert jax.tree_util.tree_structure(state_f) == jax.tree_util.tree_structure(state_p)
     fused_update, plain_update = jax.jit(fused.update), jax.jit(plain.update)
     for step in range(4):
-        # Large early gradients make the block-RMS clipping bite.
-        grads = _tree(step + 1, 10.0 if step < 2 else 0.01)
+        grads = _grads(step)
         updates_f, state_f = fused_update(grads, state_f, params_f)
         updates_p, state_p = plain_update(grads, state_p, params_p)
         for name in SHAPES:
@@ -47,6 +57,50 @@ def test_fused_update_equals_optax(settings: dict) -> None:
             np.testing.assert_allclose(got, want, rtol=2e-5)
         params_f = optax.apply_updates(params_f, updates_f)
         params_p = optax.apply_updates(params_p, updates_p)
+
+
+@pytest.mark.parametrize("kernel", ["1", "0"], ids=["cpu-kernel", "xla"])
+@pytest.mark.parametrize("settings", SETTINGS, ids=SETTINGS_IDS)
+def test_apply_equals_optax_update_then_apply_updates(settings: dict, kernel: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cpu_adafactor.ENV, kernel)
+    fused = make_optimizer(**settings)
+    plain = make_optimizer(**settings, fused_update=False)
+    params_f, params_p = _tree(0, 1.0), _tree(0, 1.0)  # apart: params_f is donated
+    state_f, state_p = fused.init(params_f), plain.init(params_p)
+    # Donated like the train step's state, so the kernel writes in place.
+    apply_f = jax.jit(lambda g, s, p: apply_gradients(fused, g, s, p), donate_argnums=(1, 2))
+    apply_p = jax.jit(lambda g, s, p: apply_gradients(plain, g, s, p))
+    hlo = apply_f.lower(_grads(0), state_f, params_f).as_text()
+    factored = settings.get("factored", True)
+    assert ("flan_jax_adafactor" in hlo) == (kernel == "1" and factored)
+    for step, scale in enumerate([1.0, 1.0, 10.0, 1.0]):  # the jump to 10 is clipped
+        grads = _tree(step + 1, scale)
+        before = params_p
+        params_f, state_f = apply_f(grads, state_f, params_f)
+        params_p, state_p = apply_p(grads, state_p, params_p)
+        for name in SHAPES:
+            # Steps of ~1e-3 or more, parameters of ~1 equal to about one float32 ulp:
+            # the steps agree to ~1e-4 of their size.
+            assert float(jnp.max(jnp.abs(params_p[name] - before[name]))) > 1e-3
+            np.testing.assert_allclose(params_f[name], params_p[name], rtol=2.5e-7, atol=1e-7,
+                                       err_msg=f"{name} at step {step}")
+        for got, want in zip(jax.tree_util.tree_leaves(state_f),
+                             jax.tree_util.tree_leaves(state_p)):
+            np.testing.assert_allclose(got, want, rtol=2e-5)
+
+
+def test_apply_gradients_of_any_optax_optimizer() -> None:
+    params, grads = _tree(0, 1.0), _tree(1, 1.0)
+    sgd = optax.sgd(0.5)
+    new, _ = apply_gradients(sgd, grads, sgd.init(params), params)
+    for name in SHAPES:
+        np.testing.assert_allclose(new[name], params[name] - 0.5 * grads[name], rtol=1e-6)
+
+
+def test_clipping_threshold_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="clipping_threshold must be > 0 or None, got 0"):
+        make_optimizer(learning_rate=1e-2, clipping_threshold=0)
 
 
 def test_momentum_falls_back_to_optax() -> None:

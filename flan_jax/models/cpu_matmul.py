@@ -3,47 +3,39 @@
 At flan-t5-small sizes XLA:CPU's float32 GEMM runs at about 75% of MKL's rate and its
 batched attention products at about a third, which sets the speed of a CPU training step.
 On a single-device CPU backend, `Dense` (float32) and the attention score and value
-products, forward and backward, call the handlers in `cpu_matmul.cc` instead: MKL's
-sequential SGEMM on XLA's own intra-op threads. The training step is about 1.2x faster
+products, forward and backward, call the handlers in `flan_jax/kernels/matmul.cc`
+instead: MKL's sequential SGEMM on XLA's own intra-op threads. The training step is about 1.2x faster
 (`benchmarks/train_step.py`), with the same results up to float32 rounding.
 
-The library is compiled on first use (a C++17 compiler, jaxlib's FFI headers and the `mkl`
-wheel, all installed by `make install`) into a per-user cache, once per source and jaxlib
-version. Where any of them is missing, the model keeps XLA's dots and logs why once.
-`FLAN_JAX_CPU_MATMUL=0` turns the path off; it is also off under a remat policy that saves
+The library is compiled on first use (`flan_jax.kernels`: a C++17 compiler, jaxlib's FFI
+headers and the `mkl` wheel, all installed by `make install`) into a per-user cache, once
+per source and jaxlib version. Where any of them is missing, the model keeps XLA's dots
+and logs why once. `FLAN_JAX_CPU_MATMUL=0` turns the path off; it is also off under a remat policy that saves
 dots (custom calls are not dots to `jax.checkpoint`), on multi-device CPU meshes (the
 custom calls have no sharding rule) and on every other backend.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import hashlib
 import importlib.metadata
 import logging
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import jaxlib
 import numpy as np
+
+from flan_jax import kernels
+from flan_jax.kernels import Unavailable
 
 Array = jax.Array
 ENV = "FLAN_JAX_CPU_MATMUL"
-CACHE_ENV = "FLAN_JAX_KERNEL_CACHE"
-SOURCE = Path(__file__).with_name("cpu_matmul.cc")
+SOURCE = kernels.SOURCES / "matmul.cc"
 _MATMUL, _BATCHED = "flan_jax_matmul", "flan_jax_batched_matmul"
 _MKL_LIBS = ("libmkl_intel_lp64.so", "libmkl_sequential.so", "libmkl_core.so")
 _log = logging.getLogger(__name__)
-
-
-class Unavailable(RuntimeError):
-    """The MKL custom calls cannot be built or loaded here; the message says why."""
 
 
 def _mkl_libraries() -> list[Path]:
@@ -63,55 +55,20 @@ def _mkl_libraries() -> list[Path]:
     return [found[name] for name in _MKL_LIBS]
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get(CACHE_ENV) or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flan_jax"
-    return Path(root)
-
-
 def build(cache_dir: Path | None = None, compiler: str | None = None) -> Path:
-    """Compiles `cpu_matmul.cc` against MKL (once per source, jaxlib, MKL and compiler) and
+    """Compiles `matmul.cc` against MKL (once per source, jaxlib, MKL and compiler) and
     returns the shared library's path; raises `Unavailable` with the reason."""
-    compiler = compiler or os.environ.get("CXX", "g++")
-    cxx = shutil.which(compiler)
-    if cxx is None:
-        raise Unavailable(f"no C++ compiler {compiler!r} on PATH (install g++ or set CXX)")
-    libraries = _mkl_libraries()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join(
-        [source, jaxlib.__version__.encode(), cxx.encode()]
-        + [str(p).encode() for p in libraries])).hexdigest()[:16]
-    target = (cache_dir or _cache_dir()) / f"cpu_matmul-{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _log.info("flan_jax: compiling %s into %s (once per machine and jaxlib)", SOURCE.name, target)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / target.name
-        command = [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}",
-                   str(SOURCE), "-o", str(built), *map(str, libraries),
-                   f"-Wl,-rpath,{libraries[0].parent}"]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            errors = [line for line in result.stderr.splitlines() if "error" in line]
-            raise Unavailable(f"compiling {SOURCE} failed ({' '.join(command)}):\n"
-                              + "\n".join(errors[:5] or result.stderr.splitlines()[-5:]))
-        os.replace(built, target)  # atomic: concurrent builders each install a whole file
-    return target
+    return kernels.build(SOURCE, _mkl_libraries(), cache_dir, compiler)
 
 
 @functools.cache
 def _load() -> str | None:
     """Builds, loads and registers the custom calls; None on success, else the reason."""
     try:
-        library = ctypes.CDLL(str(build()))
-    except (Unavailable, OSError) as e:
+        kernels.register(build(), {_MATMUL: "FlanJaxMatmul", _BATCHED: "FlanJaxBatchedMatmul"})
+    except Unavailable as e:
         _log.warning("flan_jax: float32 matmuls stay on XLA:CPU's own kernels: %s", e)
         return str(e)
-    jax.ffi.register_ffi_target(_MATMUL, jax.ffi.pycapsule(library.FlanJaxMatmul),
-                                platform="cpu")
-    jax.ffi.register_ffi_target(_BATCHED, jax.ffi.pycapsule(library.FlanJaxBatchedMatmul),
-                                platform="cpu")
     return None
 
 
@@ -124,8 +81,8 @@ def enabled(dtype: jnp.dtype, remat_policy: str = "none") -> bool:
     """Whether a model computing in `dtype` under `remat_policy` uses these products (read at
     trace time)."""
     return (os.environ.get(ENV, "1") != "0" and jnp.dtype(dtype) == jnp.float32
-            and remat_policy in ("none", "full") and jax.default_backend() == "cpu"
-            and jax.device_count() == 1 and _load() is None)
+            and remat_policy in ("none", "full") and kernels.on_single_cpu_device()
+            and _load() is None)
 
 
 def _product(a: Array, b: Array, trans_a: bool = False, trans_b: bool = False) -> Array:

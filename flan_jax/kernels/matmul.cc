@@ -3,13 +3,11 @@
 // XLA:CPU's own float32 GEMM runs at about 75% of MKL's rate at flan-t5-small sizes, and
 // its batched attention products at about a third. These handlers call MKL's sequential
 // cblas_sgemm on XLA's own intra-op thread pool, so no second thread pool competes for
-// the cores. Built and loaded by cpu_matmul.py.
+// the cores. Built and loaded by flan_jax/models/cpu_matmul.py.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <memory>
-#include <thread>
 
+#include "parallel_for.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -23,6 +21,8 @@ extern "C" void cblas_sgemm(int layout, int trans_a, int trans_b, int m, int n, 
 
 namespace {
 
+using flan_jax::ParallelFor;
+
 // MKL's own allocator caches its packing buffers per thread and size and never returns
 // them: 0.5 GB more peak memory in a flan-t5-small step at 64/64, 1.3 GB at 256/64. Plain
 // malloc costs no measurable time here. It must be switched off before the first MKL call.
@@ -30,28 +30,6 @@ const int kFastMmDisabled = mkl_disable_fast_mm();
 
 constexpr int kRowMajor = 101;
 int Trans(bool t) { return t ? 112 : 111; }
-
-// Runs f(0..n-1) on the calling thread and on XLA's pool. Each index is claimed once; the
-// caller works until none is left and then waits only for indices already being run, so a
-// busy pool (or one whose threads are all inside other custom calls) cannot deadlock it.
-template <typename F>
-void ParallelFor(ffi::ThreadPool& pool, int64_t n, const F& f) {
-  struct State {
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-  };
-  auto state = std::make_shared<State>();
-  auto work = [state, n, &f]() {
-    for (int64_t i; (i = state->next.fetch_add(1)) < n;) {
-      f(i);
-      state->done.fetch_add(1);
-    }
-  };
-  int64_t helpers = std::min<int64_t>(pool.num_threads(), n) - 1;
-  for (int64_t h = 0; h < helpers; ++h) pool.Schedule(decltype(work)(work));
-  work();
-  while (state->done.load() < n) std::this_thread::yield();
-}
 
 // c[m, n] = op(a) @ op(b) for 2-D row-major a, b; op transposes when asked. The output is
 // split into row blocks (or column blocks when it is wide and short) across the pool.
