@@ -68,21 +68,23 @@ def apply_factored(grads: Sequence[Array], params: Sequence[Array], v_rows: Sequ
                    v_cols: Sequence[Array], small_axes: Sequence[int], decay: Array,
                    learning_rate: Array, *, clipping_threshold: float | None,
                    multiply_by_parameter_scale: bool
-                   ) -> tuple[list[Array], list[Array], list[Array]]:
+                   ) -> tuple[list[Array], list[Array], list[Array], Array]:
     """New parameters, v_row and v_col (optax's factored statistics: v_row over the smaller
-    axis, v_col over the larger) of float32 matrices after one Adafactor step, in place.
+    axis, v_col over the larger) of float32 matrices after one Adafactor step, in place,
+    and the sum of the squared gradients over all of them.
 
     `small_axes[i]` is the axis of `params[i]` that v_row runs along (optax's `d1`).
     """
-    operands, results, aliases = [], [], {}
+    operands, aliases = [], {}
+    results = [jax.ShapeDtypeStruct((len(grads),), jnp.float32)]
     for i, (grad, param, v_row, v_col, small) in enumerate(
             zip(grads, params, v_rows, v_cols, small_axes, strict=True)):
         per_row, per_col = (v_row, v_col) if small == 0 else (v_col, v_row)
         for j, x in enumerate((param, per_row, per_col)):
-            aliases[2 + 4 * i + 1 + j] = 3 * i + j
+            aliases[2 + 4 * i + 1 + j] = 1 + 3 * i + j
             results.append(jax.ShapeDtypeStruct(x.shape, x.dtype))
         operands += [grad, param, per_row, per_col]
-    out = jax.ffi.ffi_call(_TARGET, results, input_output_aliases=aliases)(
+    grad_squares, *out = jax.ffi.ffi_call(_TARGET, results, input_output_aliases=aliases)(
         jnp.asarray(decay, jnp.float32), jnp.asarray(learning_rate, jnp.float32), *operands,
         normalize_rows=np.asarray([small == 0 for small in small_axes], np.int64),
         clipping_threshold=np.float32(clipping_threshold or 0.0),
@@ -93,4 +95,4 @@ def apply_factored(grads: Sequence[Array], params: Sequence[Array], v_rows: Sequ
         new_params.append(param)
         new_rows.append(per_row if small == 0 else per_col)
         new_cols.append(per_col if small == 0 else per_row)
-    return new_params, new_rows, new_cols
+    return new_params, new_rows, new_cols, jnp.sum(grad_squares)

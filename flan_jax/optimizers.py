@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import gin
 import jax
@@ -61,7 +61,8 @@ def make_optimizer(learning_rate: float | Schedule | None = None, decay_rate: fl
                    clipping_threshold: float | None = 1.0, factored: bool = True,
                    multiply_by_parameter_scale: bool = True, min_dim_size_to_factor: int = 128,
                    momentum: float | None = None, weight_decay_rate: float | None = None,
-                   fused_update: bool = True) -> optax.GradientTransformation:
+                   fused_update: bool = True
+                   ) -> optax.GradientTransformation | FusedAdafactor:
     """optax Adafactor with t5x defaults; `learning_rate` defaults to the configured
     `learning_rate_schedule()`.
 
@@ -137,26 +138,26 @@ def _leaf_update(grad, v_row, v_col, v, param, decay, learning_rate, *, clipping
     return -step * scale * grad, v_row, v_col, v
 
 
-class FusedAdafactor(optax.GradientTransformation):
-    """`optax.adafactor`'s (init, update), plus `apply`, which adds the update to the
-    parameters in the same pass (see `apply_gradients`)."""
+class FusedAdafactor(NamedTuple):
+    """`optax.adafactor`'s (init, update), usable wherever an optax GradientTransformation is,
+    plus `apply(grads, state, params) -> (params, state, grad_norm)`, which adds the update
+    to the parameters in the same pass (see `apply_gradients`)."""
 
-    __slots__ = ()
-
-    def apply(self, grads: Any, state: Any, params: Any) -> tuple[Any, Any]:
-        """(new parameters, new state) after one step."""
-        return self.update(grads, state, params, apply=True)
+    init: Callable[[Any], Any]
+    update: Callable[..., tuple[Any, Any]]
+    apply: Callable[[Any, Any, Any], tuple[Any, Any, jax.Array]]
 
 
-def apply_gradients(optimizer: optax.GradientTransformation, grads: Any, state: Any,
-                    params: Any) -> tuple[Any, Any]:
-    """(new parameters, new optimizer state) after one step: `optimizer.update` and
-    `optax.apply_updates`, or the fused Adafactor's `apply`, which on one CPU device writes
-    the factored matrices in place with `flan_jax.cpu_adafactor`'s kernel."""
+def apply_gradients(optimizer: optax.GradientTransformation | FusedAdafactor, grads: Any,
+                    state: Any, params: Any) -> tuple[Any, Any, jax.Array]:
+    """(new parameters, new optimizer state, global gradient norm) after one step:
+    `optimizer.update`, `optax.apply_updates` and `optax.global_norm`, or the fused
+    Adafactor's `apply`, which on one CPU device writes the factored matrices in place with
+    `flan_jax.cpu_adafactor`'s kernel and has the norm from it."""
     if isinstance(optimizer, FusedAdafactor):
         return optimizer.apply(grads, state, params)
     updates, state = optimizer.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
+    return optax.apply_updates(params, updates), state, optax.global_norm(grads)
 
 
 def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
@@ -182,10 +183,8 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
         multiply_by_parameter_scale=multiply_by_parameter_scale,
         min_dim_size_to_factor=min_dim_size_to_factor)
 
-    def update(grads, state, params=None, *, apply: bool = False):
-        """(updates, state); with `apply`, the new parameters in place of the updates."""
-        if params is None:
-            raise ValueError("Adafactor needs the parameters (update(grads, state, params))")
+    def step(grads, state, params, apply: bool):
+        """(updates, state, None), or with `apply` (new parameters, state, sum of grad^2)."""
         moments = state[0]
         decay = 1.0 - jnp.asarray(moments.count + 1, jnp.float32) ** -decay_rate
         state = list(state)
@@ -203,7 +202,7 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
         columns = [treedef.flatten_up_to(tree)
                    for tree in (grads, moments.v_row, moments.v_col, moments.v, params)]
         use_kernel = apply and cpu_adafactor.enabled()
-        results, on_kernel, small_axes = [], [], []
+        results, on_kernel, small_axes, grad_squares = [], [], [], []
         for i, (grad, v_row, v_col, v, param) in enumerate(zip(*columns)):
             axes = _factored_axes(param.shape, factored, min_dim_size_to_factor)
             if use_kernel and axes is not None and cpu_adafactor.supports(param):
@@ -214,17 +213,30 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
             update, v_row, v_col, v = leaf(grad, v_row, v_col, v, param)
             results.append((optax.apply_updates(param, update) if apply else update,
                             v_row, v_col, v))
+            if apply:
+                grad_squares.append(jnp.sum(jnp.square(grad)))
         if on_kernel:
-            new = cpu_adafactor.apply_factored(
+            *new, kernel_squares = cpu_adafactor.apply_factored(
                 *([column[i] for i in on_kernel] for column in
                   (columns[0], columns[4], columns[1], columns[2])),
                 small_axes, decay, rate, clipping_threshold=clipping_threshold,
                 multiply_by_parameter_scale=multiply_by_parameter_scale)
             for i, param, v_row, v_col in zip(on_kernel, *new):
                 results[i] = (param, v_row, v_col, results[i][3])
+            grad_squares.append(kernel_squares)
         updates, v_row, v_col, v = (treedef.unflatten(column) for column in zip(*results))
         state[0] = moments._replace(count=optax.safe_increment(moments.count), v_row=v_row,
                                     v_col=v_col, v=v)
-        return updates, tuple(state)
+        return updates, tuple(state), sum(grad_squares) if apply else None
 
-    return FusedAdafactor(reference.init, update)
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("Adafactor needs the parameters (update(grads, state, params))")
+        updates, state, _ = step(grads, state, params, apply=False)
+        return updates, state
+
+    def apply(grads, state, params):
+        params, state, grad_squares = step(grads, state, params, apply=True)
+        return params, state, jnp.sqrt(grad_squares)
+
+    return FusedAdafactor(reference.init, update, apply)

@@ -137,8 +137,8 @@ def make_train_step(config: T5Config, optimizer: optax.GradientTransformation, *
                                                 micro_weights[0], rng)))
             (grads, metrics), _ = jax.lax.scan(
                 body, zeros, (jnp.arange(num_microbatches), (micro_batches, micro_weights)))
-        params, opt_state = apply_gradients(optimizer, grads, state.opt_state, state.params)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        params, opt_state, metrics["grad_norm"] = apply_gradients(
+            optimizer, grads, state.opt_state, state.params)
         return TrainState(state.step + 1, params, opt_state), metrics
 
     return train_step

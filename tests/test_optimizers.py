@@ -76,9 +76,13 @@ def test_apply_equals_optax_update_then_apply_updates(settings: dict, kernel: st
     assert ("flan_jax_adafactor" in hlo) == (kernel == "1" and factored)
     for step, scale in enumerate([1.0, 1.0, 10.0, 1.0]):  # the jump to 10 is clipped
         grads = _tree(step + 1, scale)
+        # Rows without gradient, like an embedding's rows of tokens not in the batch.
+        grads["tall"] = grads["tall"].at[step::3].set(0.0)
         before = params_p
-        params_f, state_f = apply_f(grads, state_f, params_f)
-        params_p, state_p = apply_p(grads, state_p, params_p)
+        params_f, state_f, norm_f = apply_f(grads, state_f, params_f)
+        params_p, state_p, norm_p = apply_p(grads, state_p, params_p)
+        assert float(norm_f) == pytest.approx(float(optax.global_norm(grads)), rel=1e-6)
+        assert float(norm_p) == pytest.approx(float(optax.global_norm(grads)), rel=1e-6)
         for name in SHAPES:
             # Steps of ~1e-3 or more, parameters of ~1 equal to about one float32 ulp:
             # the steps agree to ~1e-4 of their size.
@@ -93,7 +97,9 @@ def test_apply_equals_optax_update_then_apply_updates(settings: dict, kernel: st
 def test_apply_gradients_of_any_optax_optimizer() -> None:
     params, grads = _tree(0, 1.0), _tree(1, 1.0)
     sgd = optax.sgd(0.5)
-    new, _ = apply_gradients(sgd, grads, sgd.init(params), params)
+    new, _, norm = apply_gradients(sgd, grads, sgd.init(params), params)
+    assert float(norm) == pytest.approx(
+        float(np.sqrt(sum(np.sum(np.square(g)) for g in grads.values()))), rel=1e-6)
     for name in SHAPES:
         np.testing.assert_allclose(new[name], params[name] - 0.5 * grads[name], rtol=1e-6)
 

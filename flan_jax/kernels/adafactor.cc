@@ -10,8 +10,10 @@
 //   p_ij -= step u_ij
 // Pass one reads g and p once: row sums give a_i at the end of each row, so the column sums
 // of g^2 and of g^2 / a_i (from which rms(u) follows once b is known) build up alongside.
-// Pass two writes p. Both passes over a matrix run before the next matrix's, split into
-// row chunks across XLA's threads.
+// Pass two writes p, skipping the rows whose gradient is zero when p is updated in place
+// (most of the embedding's: its gradient has rows only for the batch's tokens). Both passes
+// over a matrix run before the next matrix's, split into row chunks across XLA's threads.
+// The sum of g^2 of each matrix comes back too, for the gradient norm.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -52,6 +54,10 @@ FLAN_JAX_VECTORISED float SumOfSquares(const float* x, int64_t n) {
   return sum;
 }
 
+bool AllZero(const float* x, int64_t n) {
+  return std::all_of(x, x + n, [](float v) { return v == 0; });
+}
+
 // squares[j] += g[j]^2; weighted[j] += g[j]^2 * row_weight.
 FLAN_JAX_VECTORISED void AddSquares(const float* __restrict g, float row_weight,
                                     float* __restrict squares, float* __restrict weighted,
@@ -77,39 +83,49 @@ struct Settings {
 // Per-chunk partial sums, reused from matrix to matrix.
 struct Scratch {
   std::vector<float> squares, weighted, col_scale;
-  std::vector<double> param_squares, row_stats;
+  std::vector<char> zero_rows;
+  std::vector<double> param_squares, row_stats, grad_squares;
 };
 
-void UpdateMatrix(ffi::ThreadPool& pool, const Settings& s, Scratch& scratch, int64_t rows,
-                  int64_t cols, const float* g, const float* p, const float* a_old,
-                  const float* b_old, bool normalize_rows, float* p_new, float* a, float* b) {
+// Updates one matrix; returns the sum of its g^2.
+double UpdateMatrix(ffi::ThreadPool& pool, const Settings& s, Scratch& scratch, int64_t rows,
+                    int64_t cols, const float* g, const float* p, const float* a_old,
+                    const float* b_old, bool normalize_rows, float* p_new, float* a, float* b) {
   const int64_t chunks =
       std::clamp<int64_t>(rows / kMinChunkRows, 1, 4 * std::max<int64_t>(pool.num_threads(), 1));
   const int64_t block = (rows + chunks - 1) / chunks;
   scratch.squares.assign(chunks * cols, 0.0f);
   scratch.weighted.assign(chunks * cols, 0.0f);
   scratch.col_scale.resize(cols);
+  scratch.zero_rows.resize(rows);
   scratch.param_squares.assign(chunks, 0.0);
   scratch.row_stats.assign(chunks, 0.0);
+  scratch.grad_squares.assign(chunks, 0.0);
   const float keep = s.decay, take = 1.0f - s.decay;
   ParallelFor(pool, chunks, [&](int64_t c) {
     float* squares = scratch.squares.data() + c * cols;
     float* weighted = scratch.weighted.data() + c * cols;
-    double param_squares = 0, row_stats = 0;
+    double param_squares = 0, row_stats = 0, grad_squares = 0;
     for (int64_t i = c * block, end = std::min(rows, i + block); i < end; ++i) {
       const float* gi = g + i * cols;
-      a[i] = keep * a_old[i] + take * (SumOfSquares(gi, cols) / cols + kEpsilon);
+      const float row_squares = SumOfSquares(gi, cols);
+      const bool zero_row = row_squares == 0 && AllZero(gi, cols);
+      scratch.zero_rows[i] = zero_row;
+      grad_squares += row_squares;
+      a[i] = keep * a_old[i] + take * (row_squares / cols + kEpsilon);
       row_stats += a[i];
-      AddSquares(gi, 1.0f / a[i], squares, weighted, cols);
+      if (!zero_row) AddSquares(gi, 1.0f / a[i], squares, weighted, cols);
       if (s.scale_by_param) param_squares += SumOfSquares(p + i * cols, cols);
     }
     scratch.param_squares[c] = param_squares;
     scratch.row_stats[c] = row_stats;
+    scratch.grad_squares[c] = grad_squares;
   });
-  double a_sum = 0, b_sum = 0, p_squares = 0, weighted_sum = 0;
+  double a_sum = 0, b_sum = 0, p_squares = 0, weighted_sum = 0, g_squares = 0;
   for (int64_t c = 0; c < chunks; ++c) {
     a_sum += scratch.row_stats[c];
     p_squares += scratch.param_squares[c];
+    g_squares += scratch.grad_squares[c];
   }
   for (int64_t j = 0; j < cols; ++j) {
     float squares = 0, weighted = 0;
@@ -130,25 +146,30 @@ void UpdateMatrix(ffi::ThreadPool& pool, const Settings& s, Scratch& scratch, in
   }
   if (s.scale_by_param) step *= std::max(std::sqrt(p_squares / size), kMinParamRms);
   const float scale = static_cast<float>(-step * std::sqrt(mean));
+  const bool in_place = p_new == p;
   ParallelFor(pool, chunks, [&](int64_t c) {
     for (int64_t i = c * block, end = std::min(rows, i + block); i < end; ++i) {
+      if (in_place && scratch.zero_rows[i]) continue;  // p + 0 is p
       Step(g + i * cols, p + i * cols, scale / std::sqrt(a[i]), scratch.col_scale.data(),
            p_new + i * cols, cols);
     }
   });
+  return g_squares;
 }
 
 ffi::Error Error(size_t matrix, const std::string& what) {
   return ffi::Error::InvalidArgument("adafactor: matrix " + std::to_string(matrix) + ": " + what);
 }
 
-// Operands: decay, rate, then per matrix (grad, param, a, b); results per matrix
-// (param, a, b), which the caller aliases to the operands.
+// Operands: decay, rate, then per matrix (grad, param, a, b). Results: the sum of g^2 of
+// each matrix, then per matrix (param, a, b), which the caller aliases to the operands.
 ffi::Error Adafactor(ffi::ThreadPool pool, Scalar decay, Scalar rate, ffi::RemainingArgs args,
-                     ffi::RemainingRets rets, ffi::Span<const int64_t> normalize_rows,
-                     float clipping_threshold, bool scale_by_param) {
+                     ffi::ResultBuffer<ffi::F32, 1> grad_squares, ffi::RemainingRets rets,
+                     ffi::Span<const int64_t> normalize_rows, float clipping_threshold,
+                     bool scale_by_param) {
   const size_t matrices = normalize_rows.size();
-  if (args.size() != 4 * matrices || rets.size() != 3 * matrices) {
+  if (args.size() != 4 * matrices || rets.size() != 3 * matrices ||
+      grad_squares->element_count() != static_cast<int64_t>(matrices)) {
     return ffi::Error::InvalidArgument("adafactor: expected 4 operands and 3 results per matrix");
   }
   const Settings settings{decay.typed_data()[0], rate.typed_data()[0], clipping_threshold,
@@ -170,9 +191,10 @@ ffi::Error Adafactor(ffi::ThreadPool pool, Scalar decay, Scalar rate, ffi::Remai
         a_old->element_count() != rows || b_old->element_count() != cols) {
       return Error(k, "shapes of the gradient, parameter and statistics disagree");
     }
-    UpdateMatrix(pool, settings, scratch, rows, cols, g->typed_data(), p->typed_data(),
-                 a_old->typed_data(), b_old->typed_data(), normalize_rows[k] != 0,
-                 (*p_new)->typed_data(), (*a)->typed_data(), (*b)->typed_data());
+    grad_squares->typed_data()[k] = static_cast<float>(UpdateMatrix(
+        pool, settings, scratch, rows, cols, g->typed_data(), p->typed_data(),
+        a_old->typed_data(), b_old->typed_data(), normalize_rows[k] != 0,
+        (*p_new)->typed_data(), (*a)->typed_data(), (*b)->typed_data()));
   }
   return ffi::Error::Success();
 }
@@ -185,6 +207,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(FlanJaxAdafactor, Adafactor,
                                   .Arg<Scalar>()
                                   .Arg<Scalar>()
                                   .RemainingArgs()
+                                  .Ret<Vector>()
                                   .RemainingRets()
                                   .Attr<ffi::Span<const int64_t>>("normalize_rows")
                                   .Attr<float>("clipping_threshold")
