@@ -1,9 +1,9 @@
-"""The in-place Adafactor kernel (`flan_jax.cpu_adafactor`) in the train step, its errors
-and its fallback. Its arithmetic against optax is in test_optimizers.py."""
+"""The in-place Adafactor kernel (`flan_jax.cpu_adafactor`) in the train step and its
+errors. Its arithmetic against optax is in test_optimizers.py; building and the fallback
+are in test_kernels.py."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 import jax
@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan_jax import cpu_adafactor, kernels
+from flan_jax import cpu_adafactor
 from flan_jax.models import t5
 from flan_jax.optimizers import make_optimizer
 from flan_jax.train_step import init_train_state, make_train_step
@@ -78,26 +78,3 @@ def test_mismatched_statistics_are_named() -> None:
         cpu_adafactor.apply_factored([grad], [param], [jnp.ones(128)], [jnp.ones(255)], [0],
                                      jnp.float32(0.5), jnp.float32(1e-2),
                                      clipping_threshold=1.0, multiply_by_parameter_scale=True)
-
-
-def test_unavailable_kernel_falls_back_to_xla_with_one_warning(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    def fail(*args: object) -> None:
-        raise kernels.Unavailable("no C++ compiler 'g++' on PATH")
-
-    monkeypatch.setattr(kernels, "build", fail)
-    cpu_adafactor._load.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger=cpu_adafactor.__name__):
-            assert not cpu_adafactor.enabled()
-            assert not cpu_adafactor.enabled()
-        assert [r.getMessage() for r in caplog.records] == [
-            "flan_jax: the Adafactor update stays in XLA: no C++ compiler 'g++' on PATH"]
-        optimizer = make_optimizer(learning_rate=1e-2)
-        params = {"w": jnp.ones((128, 256), jnp.float32)}
-        hlo = jax.jit(optimizer.apply).lower(params, optimizer.init(params), params).as_text()
-        assert "flan_jax_adafactor" not in hlo
-    finally:
-        monkeypatch.undo()
-        cpu_adafactor._load.cache_clear()
-    assert cpu_adafactor.enabled()  # rebuilt from the cache and registered again

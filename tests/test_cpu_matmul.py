@@ -1,9 +1,7 @@
-"""The MKL float32 products (`flan_jax.models.cpu_matmul`) against XLA's own, and fallbacks."""
+"""The MKL float32 products (`flan_jax.models.cpu_matmul`) against XLA's own. Building
+and the fallback are in test_kernels.py."""
 
 from __future__ import annotations
-
-import importlib.metadata
-import logging
 
 import jax
 import jax.numpy as jnp
@@ -107,48 +105,3 @@ def test_model_uses_the_mkl_products_and_matches_xla(monkeypatch: pytest.MonkeyP
     assert "flan_jax" not in xla_hlo
     assert float(value) == pytest.approx(float(xla_value), rel=1e-6)
     jax.tree.map(lambda a, b: _close(a, b, rtol=1e-5), grads, xla_grads)
-
-
-def test_build_caches_the_library(tmp_path) -> None:
-    first = cpu_matmul.build(tmp_path)
-    stamp = first.stat().st_mtime_ns
-    assert cpu_matmul.build(tmp_path) == first and first.stat().st_mtime_ns == stamp
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporaries left
-
-
-def test_build_names_what_is_missing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(cpu_matmul.Unavailable, match="no C\\+\\+ compiler 'no-such-c\\+\\+'"):
-        cpu_matmul.build(tmp_path, compiler="no-such-c++")
-    broken = tmp_path / "broken.cc"
-    broken.write_text("this is not C++\n")
-    monkeypatch.setattr(cpu_matmul, "SOURCE", broken)
-    with pytest.raises(cpu_matmul.Unavailable, match="compiling .*broken.cc failed"):
-        cpu_matmul.build(tmp_path / "cache")
-
-    def no_mkl(name: str) -> None:
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "files", no_mkl)
-    with pytest.raises(cpu_matmul.Unavailable, match="pip install mkl"):
-        cpu_matmul.build(tmp_path / "cache")
-
-
-def test_unavailable_library_falls_back_to_xla_with_one_warning(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    def fail(*args: object) -> None:
-        raise cpu_matmul.Unavailable("no C++ compiler 'g++' on PATH")
-
-    monkeypatch.setattr(cpu_matmul, "build", fail)
-    cpu_matmul._load.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger=cpu_matmul.__name__):
-            assert not cpu_matmul.enabled(jnp.float32)
-            assert not cpu_matmul.enabled(jnp.float32)
-        assert cpu_matmul.unavailable_reason() == "no C++ compiler 'g++' on PATH"
-        assert [r.getMessage() for r in caplog.records] == [
-            "flan_jax: float32 matmuls stay on XLA:CPU's own kernels: "
-            "no C++ compiler 'g++' on PATH"]
-    finally:
-        monkeypatch.undo()
-        cpu_matmul._load.cache_clear()
-    assert cpu_matmul.enabled(jnp.float32)  # rebuilt from the cache and registered again
