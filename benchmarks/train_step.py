@@ -15,7 +15,8 @@ on the same random full-length batches (no padding): batch 8, (inputs, targets) 
 - flan_jax: `flan_jax.train_step.make_train_step` (the trainer's step: forward, z-loss
   cross-entropy, backward, Adafactor from `flan_jax.optimizers.make_optimizer`: optax's
   state, applied in place by `flan_jax.cpu_adafactor`'s kernel; float32 products through
-  MKL, `flan_jax.models.cpu_matmul`), jitted with the state donated. Compilation is timed apart and excluded.
+  MKL, `flan_jax.models.cpu_matmul`), jitted with the state donated. Compilation is timed
+  apart and excluded.
 - Hugging Face: `T5ForConditionalGeneration(labels=...)` (given its own `lm_head`:
   transformers 5 ties it to the input embedding, which Flan-T5 does not) forward + backward +
   `transformers.optimization.Adafactor(scale_parameter=True, relative_step=False,

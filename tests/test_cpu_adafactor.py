@@ -36,7 +36,8 @@ def _batch() -> dict[str, jax.Array]:
             "decoder_loss_weights": jnp.ones_like(tokens)}
 
 
-def _train(kernel: str, monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[float, float]], dict, str]:
+def _train(kernel: str, monkeypatch: pytest.MonkeyPatch
+           ) -> tuple[list[tuple[float, float]], dict, str]:
     """Three steps of the donated, jitted train step; (loss, gradient norm) of each,
     parameters, compiled HLO. Most rows of the embedding's gradient are zero."""
     monkeypatch.setenv(cpu_adafactor.ENV, kernel)

@@ -80,11 +80,16 @@ struct Settings {
   bool scale_by_param;
 };
 
-// Per-chunk partial sums, reused from matrix to matrix.
+// A row chunk's sums of p^2, of its rows' a_i and of g^2.
+struct ChunkSums {
+  double param_squares = 0, row_stats = 0, grad_squares = 0;
+};
+
+// Per-chunk partial sums and per-row flags, reused from matrix to matrix.
 struct Scratch {
   std::vector<float> squares, weighted, col_scale;
   std::vector<char> zero_rows;
-  std::vector<double> param_squares, row_stats, grad_squares;
+  std::vector<ChunkSums> sums;
 };
 
 // Updates one matrix; returns the sum of its g^2.
@@ -98,34 +103,29 @@ double UpdateMatrix(ffi::ThreadPool& pool, const Settings& s, Scratch& scratch, 
   scratch.weighted.assign(chunks * cols, 0.0f);
   scratch.col_scale.resize(cols);
   scratch.zero_rows.resize(rows);
-  scratch.param_squares.assign(chunks, 0.0);
-  scratch.row_stats.assign(chunks, 0.0);
-  scratch.grad_squares.assign(chunks, 0.0);
+  scratch.sums.assign(chunks, ChunkSums{});
   const float keep = s.decay, take = 1.0f - s.decay;
   ParallelFor(pool, chunks, [&](int64_t c) {
     float* squares = scratch.squares.data() + c * cols;
     float* weighted = scratch.weighted.data() + c * cols;
-    double param_squares = 0, row_stats = 0, grad_squares = 0;
+    ChunkSums& sums = scratch.sums[c];
     for (int64_t i = c * block, end = std::min(rows, i + block); i < end; ++i) {
       const float* gi = g + i * cols;
       const float row_squares = SumOfSquares(gi, cols);
       const bool zero_row = row_squares == 0 && AllZero(gi, cols);
       scratch.zero_rows[i] = zero_row;
-      grad_squares += row_squares;
+      sums.grad_squares += row_squares;
       a[i] = keep * a_old[i] + take * (row_squares / cols + kEpsilon);
-      row_stats += a[i];
+      sums.row_stats += a[i];
       if (!zero_row) AddSquares(gi, 1.0f / a[i], squares, weighted, cols);
-      if (s.scale_by_param) param_squares += SumOfSquares(p + i * cols, cols);
+      if (s.scale_by_param) sums.param_squares += SumOfSquares(p + i * cols, cols);
     }
-    scratch.param_squares[c] = param_squares;
-    scratch.row_stats[c] = row_stats;
-    scratch.grad_squares[c] = grad_squares;
   });
   double a_sum = 0, b_sum = 0, p_squares = 0, weighted_sum = 0, g_squares = 0;
-  for (int64_t c = 0; c < chunks; ++c) {
-    a_sum += scratch.row_stats[c];
-    p_squares += scratch.param_squares[c];
-    g_squares += scratch.grad_squares[c];
+  for (const ChunkSums& sums : scratch.sums) {
+    a_sum += sums.row_stats;
+    p_squares += sums.param_squares;
+    g_squares += sums.grad_squares;
   }
   for (int64_t j = 0; j < cols; ++j) {
     float squares = 0, weighted = 0;

@@ -3,16 +3,16 @@
 At flan-t5-small sizes XLA:CPU's float32 GEMM runs at about 75% of MKL's rate and its
 batched attention products at about a third, which sets the speed of a CPU training step.
 On a single-device CPU backend, `Dense` (float32) and the attention score and value
-products, forward and backward, call the handlers in `flan_jax/kernels/matmul.cc`
-instead: MKL's sequential SGEMM on XLA's own intra-op threads. The training step is about 1.2x faster
-(`benchmarks/train_step.py`), with the same results up to float32 rounding.
+products, forward and backward, call the handlers in `flan_jax/kernels/matmul.cc` instead:
+MKL's sequential SGEMM on XLA's own intra-op threads. The training step is about 1.2x
+faster (`benchmarks/train_step.py`), with the same results up to float32 rounding.
 
 The library is compiled on first use (`flan_jax.kernels`: a C++17 compiler, jaxlib's FFI
 headers and the `mkl` wheel, all installed by `make install`) into a per-user cache, once
-per source and jaxlib version. Where any of them is missing, the model keeps XLA's dots
-and logs why once. `FLAN_JAX_CPU_MATMUL=0` turns the path off; it is also off under a remat policy that saves
-dots (custom calls are not dots to `jax.checkpoint`), on multi-device CPU meshes (the
-custom calls have no sharding rule) and on every other backend.
+per source and jaxlib version. Where any of them is missing, the model keeps XLA's dots and
+logs why once. `FLAN_JAX_CPU_MATMUL=0` turns the path off; it is also off under a remat
+policy that saves dots (custom calls are not dots to `jax.checkpoint`), on multi-device CPU
+meshes (the custom calls have no sharding rule) and on every other backend.
 """
 
 from __future__ import annotations
