@@ -12,6 +12,9 @@ Three layouts are read and written, each with the model config beside the weight
 
 `load_any` recognises the layout and returns (params, T5Config); `save_any` writes one.
 The parameter tree is the t5x tree without 'target', as nested dicts of numpy arrays.
+Files hold the per-layer tree (`layers_{i}`), as t5x and Hugging Face do; `load_any`
+returns the layout of the config it is given (scanned for `scan_layers`), and the save
+functions take either (`flan_jax.models.layout`).
 Every mismatch with the model is reported at once, by parameter path (CheckpointError).
 """
 
@@ -39,6 +42,7 @@ from flan_jax.interop.common import (
 )
 from flan_jax.interop.hf import load_hf, save_hf
 from flan_jax.interop.t5x import RESTORE_HINT, load_t5x, save_t5x
+from flan_jax.models import layout
 from flan_jax.models.config import T5Config
 
 __all__ = [
@@ -100,6 +104,7 @@ def save_params(path: str | Path, params: Params, config: T5Config) -> Path:
     The tree is checked against `config` first, so a written checkpoint always loads.
     """
     directory = check_destination(path, "flan_jax")
+    params = layout.to_per_layer(params)
     check_params(params, config)
     directory.mkdir(parents=True, exist_ok=True)
     with ocp.StandardCheckpointer() as checkpointer:
@@ -140,7 +145,7 @@ def load_params(path: str | Path, config: T5Config | None = None) -> tuple[Param
             f"cannot restore the orbax checkpoint ({type(e).__name__}: {e})",
             "The checkpoint is incomplete or damaged; use another step or re-create it.",
         ) from None
-    flat = {k: np.asarray(v) for k, v in flatten(restored).items()}
+    flat = {k: np.asarray(v) for k, v in flatten(layout.to_per_layer(restored)).items()}
     problems = param_problems(flat, loaded)
     config = resolve_config(loaded, config, problems)
     if problems:
@@ -191,7 +196,7 @@ def load_any(
         params, config = load_params(path, config)
     else:
         raise ValueError(f"unknown checkpoint format {fmt!r}; expected one of {FORMATS}")
-    return cast(params, dtype), config
+    return layout.for_config(cast(params, dtype), config), config
 
 
 def save_any(

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from flan_jax.models import layout
 from flan_jax.models.config import T5Config
 from flan_jax.models.t5 import Transformer
 
@@ -66,8 +67,11 @@ def _start(params: Any, config: T5Config, encoder_input_tokens: Array, max_decod
 
     With `copies` > 1 every example is repeated that many times (beams), adjacent.
     `step(cache, tokens[batch])` feeds one token per sequence and returns float32 logits
-    [batch, vocab] for the next position and the updated cache.
+    [batch, vocab] for the next position and the updated cache. A scanned model decodes
+    per layer: a scanned decode step would copy every layer's cache through the loop.
     """
+    if config.scan_layers:
+        params, config = layout.to_per_layer(params), config.replace(scan_layers=False)
     model = Transformer(config)
     variables = {"params": params}
     encoded = model.apply(variables, encoder_input_tokens, method=Transformer.encode)

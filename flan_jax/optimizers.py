@@ -5,8 +5,13 @@ GradientTransformation: `optax.adafactor` with decay_rate 0.8, update clipping 1
 factored second moments and parameter-scale multiply (the Flan-T5 recipe), no momentum;
 its update is computed by `fused_adafactor` (optax's state and arithmetic, fewer passes
 over memory; `fused_update=False` runs optax's own). `apply_gradients` is the step's
-`update` + `apply_updates`; for the fused Adafactor on one CPU device, a C++ kernel that
-writes the parameters in place (`flan_jax.cpu_adafactor`).
+`update` + `apply_updates`; for the fused Adafactor on a CPU, a C++ kernel that writes the
+parameters in place (`flan_jax.kernels.adafactor`, chosen by `flan_jax.kernels`).
+
+Scanned models (`T5Config.scan_layers`) stack each stack's layers on a leading axis; the
+fused Adafactor keeps per-layer statistics for those leaves (t5x treats that axis as a
+batch axis too): its state is the per-layer state, stacked, and its updates equal the
+per-layer model's.
 Schedules (`learning_rate_schedule`):
 
     'constant'       base_learning_rate at every step (Flan-T5 finetuning: 5e-4)
@@ -30,7 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from flan_jax import cpu_adafactor
+from flan_jax import kernels
+from flan_jax.kernels import adafactor as adafactor_kernel
+from flan_jax.models import layout
 
 Schedule = Callable[[int], float]
 SCHEDULES = ("constant", "warmup_rsqrt")
@@ -152,8 +159,8 @@ def apply_gradients(optimizer: optax.GradientTransformation | FusedAdafactor, gr
                     state: Any, params: Any) -> tuple[Any, Any, jax.Array]:
     """(new parameters, new optimizer state, global gradient norm) after one step:
     `optimizer.update`, `optax.apply_updates` and `optax.global_norm`, or the fused
-    Adafactor's `apply`, which on one CPU device writes the factored matrices in place with
-    `flan_jax.cpu_adafactor`'s kernel and has the norm from it."""
+    Adafactor's `apply`, which on a CPU writes the factored matrices in place with
+    `flan_jax.kernels.adafactor`'s kernel and has the norm from it."""
     if isinstance(optimizer, FusedAdafactor):
         return optimizer.apply(grads, state, params)
     updates, state = optimizer.update(grads, state, params)
@@ -172,8 +179,9 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
     a wide matrix along its major axis, which XLA:CPU does slowly; this computes each
     parameter's statistics first (row and column sums, the update's RMS from them) and
     then its update in one elementwise pass. `apply` adds the update to the parameters,
-    with `flan_jax.cpu_adafactor`'s kernel where it is enabled. The state is optax's own
-    (its `init`), so checkpoints move between the two; tests hold the updates equal.
+    with `flan_jax.kernels.adafactor`'s kernel where it is enabled. The state is optax's
+    own (its `init`, per layer for stacked layers), so checkpoints move between the two;
+    tests hold the updates equal.
     """
     if clipping_threshold is not None and clipping_threshold <= 0:
         raise ValueError(f"clipping_threshold must be > 0 or None, got {clipping_threshold}")
@@ -183,7 +191,7 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
         multiply_by_parameter_scale=multiply_by_parameter_scale,
         min_dim_size_to_factor=min_dim_size_to_factor)
 
-    def step(grads, state, params, apply: bool):
+    def step(grads, state, params, apply: bool, use_kernel: bool = False):
         """(updates, state, None), or with `apply` (new parameters, state, sum of grad^2)."""
         moments = state[0]
         decay = 1.0 - jnp.asarray(moments.count + 1, jnp.float32) ** -decay_rate
@@ -198,25 +206,25 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
             _leaf_update, decay=decay, learning_rate=rate, clipping_threshold=clipping_threshold,
             factored=factored, multiply_by_parameter_scale=multiply_by_parameter_scale,
             min_dim_size_to_factor=min_dim_size_to_factor)
-        treedef = jax.tree_util.tree_structure(grads)
+        paths, treedef = jax.tree_util.tree_flatten_with_path(grads)
         columns = [treedef.flatten_up_to(tree)
                    for tree in (grads, moments.v_row, moments.v_col, moments.v, params)]
-        use_kernel = apply and cpu_adafactor.enabled()
         results, on_kernel, small_axes, grad_squares = [], [], [], []
         for i, (grad, v_row, v_col, v, param) in enumerate(zip(*columns)):
             axes = _factored_axes(param.shape, factored, min_dim_size_to_factor)
-            if use_kernel and axes is not None and cpu_adafactor.supports(param):
+            if use_kernel and axes is not None and adafactor_kernel.supports(param):
                 on_kernel.append(i)
                 small_axes.append(axes[0])
                 results.append((param, v_row, v_col, v))  # replaced below
                 continue
-            update, v_row, v_col, v = leaf(grad, v_row, v_col, v, param)
+            update_leaf = jax.vmap(leaf) if layout.is_stacked_path(paths[i][0]) else leaf
+            update, v_row, v_col, v = update_leaf(grad, v_row, v_col, v, param)
             results.append((optax.apply_updates(param, update) if apply else update,
                             v_row, v_col, v))
             if apply:
                 grad_squares.append(jnp.sum(jnp.square(grad)))
         if on_kernel:
-            *new, kernel_squares = cpu_adafactor.apply_factored(
+            *new, kernel_squares = adafactor_kernel.apply_factored(
                 *([column[i] for i in on_kernel] for column in
                   (columns[0], columns[4], columns[1], columns[2])),
                 small_axes, decay, rate, clipping_threshold=clipping_threshold,
@@ -229,6 +237,10 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
                                     v_col=v_col, v=v)
         return updates, tuple(state), sum(grad_squares) if apply else None
 
+    def init(params):
+        state = reference.init(layout.to_per_layer(params))
+        return layout.to_scanned(state) if layout.is_scanned(params) else state
+
     def update(grads, state, params=None):
         if params is None:
             raise ValueError("Adafactor needs the parameters (update(grads, state, params))")
@@ -236,7 +248,9 @@ def fused_adafactor(learning_rate: float | Schedule, *, decay_rate: float,
         return updates, state
 
     def apply(grads, state, params):
-        params, state, grad_squares = step(grads, state, params, apply=True)
+        params, state, grad_squares = kernels.select(
+            kernels.enabled("adafactor"), functools.partial(step, apply=True),
+            functools.partial(step, apply=True, use_kernel=True), grads, state, params)
         return params, state, jnp.sqrt(grad_squares)
 
-    return FusedAdafactor(reference.init, update, apply)
+    return FusedAdafactor(init, update, apply)

@@ -56,7 +56,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           loss_normalizing_factor: float | str | None = None, num_microbatches: int = 1,
           vocabulary: str | None = None, log_period: int = 10, peak_flops: float | None = None,
           plot: bool = True, progress_bar: bool = True, stop_after_steps: int | None = None,
-          debug_kill_at_step: int | None = None) -> dict[str, Any]:
+          debug_kill_at_step: int | None = None,
+          compilation_cache_dir: str | None = None) -> dict[str, Any]:
     """Trains (or resumes training) and returns the final metrics.
 
     `vocabulary` sets $FLAN_JAX_VOCAB ('byte' or a SentencePiece file) for the tasks.
@@ -67,17 +68,27 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     training, every `infer_eval_period` steps and at the end. `stop_after_steps` ends
     this invocation early (as a preemption would); `debug_kill_at_step` SIGKILLs the
     process after that step (fault injection for the exact-resume test).
+    `compilation_cache_dir`: JAX's persistent compilation cache (default: the user cache
+    directory, see `flan_jax.compilation_cache`).
     """
     import jax
     import numpy as np
 
-    from flan_jax import checkpoints, optimizers, partitioning, training_data, training_eval
+    from flan_jax import (
+        checkpoints,
+        compilation_cache,
+        optimizers,
+        partitioning,
+        training_data,
+        training_eval,
+    )
     from flan_jax.train_step import TrainState, init_train_state, make_eval_step, make_train_step
     from flan_jax.training_checkpoints import TrainCheckpoints
     from flan_jax.training_report import Reporter
 
     t0 = time.perf_counter()
     # -- configuration --------------------------------------------------------------------
+    compilation_cache.enable(compilation_cache_dir)
     if vocabulary:
         os.environ["FLAN_JAX_VOCAB"] = vocabulary
     # Few-shot prompts are pruned to fit the inputs (with EOS) rather than truncated.

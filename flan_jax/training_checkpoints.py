@@ -8,7 +8,9 @@ Layout (each step written atomically: orbax writes a temporary directory and ren
     MODEL_DIR/<step>/data/           data iterator state (batches consumed), JSON
 
 Saves are asynchronous (the train loop continues while arrays are written); keep-N is
-orbax's `max_to_keep`. `restore_or_none` refuses a MODEL_DIR whose config.json or
+orbax's `max_to_keep`. Steps are stored in the run's parameter layout (scanned or per
+layer, `flan_jax.models.layout`); a run restores a step of either layout, so the same
+MODEL_DIR resumes on a CPU (per layer) and on a GPU or TPU (scanned). `restore_or_none` refuses a MODEL_DIR whose config.json or
 stored parameters disagree with the configured model and names every mismatch.
 """
 
@@ -28,6 +30,7 @@ from flan_jax.interop.common import (
     read_config,
     write_config,
 )
+from flan_jax.models import layout
 from flan_jax.models.config import T5Config
 from flan_jax.train_step import TrainState
 
@@ -80,9 +83,8 @@ class TrainCheckpoints:
         config_path = self.model_dir / "config.json"
         if config_path.is_file():
             problems += config_problems(self.config, read_config(config_path))
-        stored = self.manager.item_metadata(step)["params"]
-        stored = getattr(stored, "tree", stored)  # metadata object or plain tree
-        problems += param_problems(flatten(stored), self.config)
+        problems += param_problems(flatten(layout.to_per_layer(self._stored_params(step))),
+                                   self.config)
         if problems:
             raise CheckpointError(
                 self.model_dir / str(step),
@@ -91,6 +93,12 @@ class TrainCheckpoints:
                             "trained with (to start from its weights instead, set "
                             "INITIAL_CHECKPOINT_PATH)."])
 
+    def _stored_params(self, step: int) -> dict:
+        """The stored parameter tree of `step` as ShapeDtypeStructs."""
+        stored = self.manager.item_metadata(step)["params"]
+        stored = getattr(stored, "tree", stored)  # metadata object or plain tree
+        return jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), stored)
+
     def restore_or_none(self, abstract_state: TrainState) -> tuple[TrainState, dict] | None:
         """(state, data_state) of the latest step, placed as `abstract_state`'s shardings,
         or None if MODEL_DIR holds no checkpoint."""
@@ -98,13 +106,26 @@ class TrainCheckpoints:
         if step is None:
             return None
         self.check_compatible(step)
-        opt_target = flax.serialization.to_state_dict(abstract_state.opt_state)
+        convert = layout.is_scanned(self._stored_params(step)) != self.config.scan_layers
+        target = abstract_state
+        if convert:  # restore as stored onto the host, then convert and place
+            host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+            stored_layout = layout.to_per_layer if self.config.scan_layers else layout.to_scanned
+            target = jax.tree_util.tree_map(
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=host),
+                stored_layout(abstract_state))
         restored = self.manager.restore(step, args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_state.params),
-            opt_state=ocp.args.StandardRestore(opt_target),
+            params=ocp.args.StandardRestore(target.params),
+            opt_state=ocp.args.StandardRestore(flax.serialization.to_state_dict(
+                target.opt_state)),
             data=ocp.args.JsonRestore()))
-        opt_state = flax.serialization.from_state_dict(abstract_state.opt_state,
-                                                       restored["opt_state"])
+        params = restored["params"]
+        opt_state = flax.serialization.from_state_dict(target.opt_state, restored["opt_state"])
+        if convert:
+            shardings = jax.tree_util.tree_map(lambda a: a.sharding, abstract_state)
+            params = jax.device_put(layout.for_config(params, self.config), shardings.params)
+            opt_state = jax.device_put(layout.for_config(opt_state, self.config),
+                                       shardings.opt_state)
         step_array = jax.device_put(jax.numpy.asarray(step, jax.numpy.int32),
                                     abstract_state.step.sharding)
-        return TrainState(step_array, restored["params"], opt_state), dict(restored["data"])
+        return TrainState(step_array, params, opt_state), dict(restored["data"])

@@ -4,8 +4,7 @@ Everything goes to MODEL_DIR: `metrics.jsonl` (one JSON object per record: `step
 `kind` in {train, eval, infer}, metric values), TensorBoard event files under `tb/`
 (`tf.summary`), `results.json` and `curves.png` at the end. Timing metrics follow t5x:
 steps/s, seqs/s, target tokens/s (non-padding), and the non-padding fraction of the
-target positions. MFU = model FLOPs (6 × parameters × positions, encoder parameters on
-input positions and decoder parameters on target positions) / peak FLOP/s; the peak is
+target positions. MFU = model FLOPs / peak FLOP/s (`flan_jax.flops`); the peak is
 measured with a matmul in the model's activation dtype at start unless `peak_flops` is
 given.
 """
@@ -13,71 +12,25 @@ given.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
-from flan_jax.interop.common import flatten
-from flan_jax.models import cpu_matmul
+from flan_jax.flops import flops_per_step, measure_peak_flops
 from flan_jax.models.config import T5Config
-from flan_jax.models.t5 import abstract_params
 
 # tf.summary.scalar lives in the tensorboard package; the TF core op with the scalars
 # plugin's metadata writes the same event without that dependency.
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
     data_class=summary_pb2.DATA_CLASS_SCALAR)
-
-
-def matmul_rates(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5,
-                 remat_policy: str = "none") -> dict[str, float]:
-    """Best FLOP/s of a [n, n] @ [n, n] matmul in `dtype` (float32 accumulation) on the
-    default device through each product the model computes with: XLA's dot (`jnp.dot`) and,
-    where a model in `dtype` under `remat_policy` uses it, the MKL product (`mkl`)."""
-    products = {"jnp.dot": lambda x, y: jnp.dot(x, y, preferred_element_type=jnp.float32)}
-    if cpu_matmul.enabled(dtype, remat_policy):
-        products["mkl"] = cpu_matmul.matmul
-    a = jax.random.normal(jax.random.key(0), (n, n)).astype(dtype)
-    b = jax.random.normal(jax.random.key(1), (n, n)).astype(dtype)
-    rates = {}
-    for name, product in products.items():
-        f = jax.jit(product)
-        f(a, b).block_until_ready()
-        best = math.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            f(a, b).block_until_ready()
-            best = min(best, time.perf_counter() - t)
-        rates[name] = 2 * n ** 3 / best
-    return rates
-
-
-def measure_peak_flops(dtype: jnp.dtype = jnp.float32, n: int = 1024, repeats: int = 5,
-                       remat_policy: str = "none") -> float:
-    """The matmul peak of the precision and kernels the model computes with (`matmul_rates`)."""
-    return max(matmul_rates(dtype, n, repeats, remat_policy).values())
-
-
-def flops_per_step(config: T5Config, batch_size: int, lengths: Mapping[str, int]) -> float:
-    """Training FLOPs of one step: 6 × (encoder params × input positions + decoder and
-    logits params × target positions); embeddings lookups and attention scores left out."""
-    enc = dec = 0
-    for path, leaf in flatten(abstract_params(config)).items():
-        size = int(np.prod(leaf.shape))
-        if path.startswith("encoder/"):
-            enc += size
-        elif not path.startswith("token_embedder/"):
-            dec += size
-    return 6.0 * batch_size * (enc * lengths["inputs"] + dec * lengths["targets"])
 
 
 class Reporter:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 os.environ.setdefault("FLAN_JAX_VOCAB", "byte")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("FLAN_JAX_COMPILATION_CACHE", "")  # tests compile afresh
 
 import pytest  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The in-place Adafactor kernel (`flan_jax.cpu_adafactor`) in the train step and its
+"""The in-place Adafactor kernel (`flan_jax.kernels.adafactor`) in the train step and its
 errors. Its arithmetic against optax is in test_optimizers.py; building and the fallback
 are in test_kernels.py."""
 
@@ -11,21 +11,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan_jax import cpu_adafactor
+from flan_jax import kernels
+from flan_jax.kernels import adafactor as cpu_adafactor
 from flan_jax.models import t5
 from flan_jax.optimizers import make_optimizer
 from flan_jax.train_step import init_train_state, make_train_step
 
 # Every matrix of this model is factored (both sides >= 128) except the relative-position
 # tables; its vectors are not.
+ENV = "FLAN_JAX_CPU_ADAFACTOR"
 CONFIG = t5.get_config("tiny", vocab_size=256, d_model=128, d_ff=256, num_heads=2, d_kv=64)
 
 
 def test_builds_and_is_used_on_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cpu_adafactor.unavailable_reason() is None
-    assert cpu_adafactor.enabled()
-    monkeypatch.setenv(cpu_adafactor.ENV, "0")
-    assert not cpu_adafactor.enabled()
+    assert kernels.enabled("adafactor")
+    monkeypatch.setenv(ENV, "0")
+    assert not kernels.enabled("adafactor")
 
 
 def _batch() -> dict[str, jax.Array]:
@@ -40,7 +42,7 @@ def _train(kernel: str, monkeypatch: pytest.MonkeyPatch
            ) -> tuple[list[tuple[float, float]], dict, str]:
     """Three steps of the donated, jitted train step; (loss, gradient norm) of each,
     parameters, compiled HLO. Most rows of the embedding's gradient are zero."""
-    monkeypatch.setenv(cpu_adafactor.ENV, kernel)
+    monkeypatch.setenv(ENV, kernel)
     optimizer = make_optimizer(learning_rate=1e-2)
     state = init_train_state(CONFIG, optimizer, jax.random.key(0))
     step = jax.jit(make_train_step(CONFIG, optimizer), donate_argnums=0)

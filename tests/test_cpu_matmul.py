@@ -1,4 +1,4 @@
-"""The MKL float32 products (`flan_jax.models.cpu_matmul`) against XLA's own. Building
+"""The MKL float32 products (`flan_jax.kernels.matmul`) against XLA's own. Building
 and the fallback are in test_kernels.py."""
 
 from __future__ import annotations
@@ -8,8 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flan_jax.models import cpu_matmul, t5
-from flan_jax.training_report import matmul_rates
+from flan_jax import kernels
+from flan_jax.flops import matmul_rates
+from flan_jax.kernels import matmul as cpu_matmul
+from flan_jax.models import t5
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -23,10 +25,10 @@ def _close(actual: jax.Array, expected: jax.Array, rtol: float = 1e-5) -> None:
 def test_builds_and_is_used_on_this_machine() -> None:
     """`make install` provides g++, jaxlib's FFI headers and MKL, so the path is on here."""
     assert cpu_matmul.unavailable_reason() is None
-    assert cpu_matmul.enabled(jnp.float32)
-    assert not cpu_matmul.enabled(jnp.bfloat16)          # bf16 has its own AMX path
-    assert not cpu_matmul.enabled(jnp.float32, "minimal")  # would defeat the dots policy
-    assert cpu_matmul.enabled(jnp.float32, "full")
+    assert kernels.enabled("matmul", jnp.float32)
+    assert not kernels.enabled("matmul", jnp.bfloat16)          # bf16 has its own AMX path
+    assert not kernels.enabled("matmul", jnp.float32, "minimal")  # would defeat the dots policy
+    assert kernels.enabled("matmul", jnp.float32, "full")
 
 
 def test_mfu_peak_counts_the_mkl_product_only_where_the_model_uses_it() -> None:
@@ -99,7 +101,7 @@ def test_model_uses_the_mkl_products_and_matches_xla(monkeypatch: pytest.MonkeyP
     inputs = jnp.asarray(rng.integers(2, config.vocab_size, (3, 9)), jnp.int32)
     targets = jnp.asarray(rng.integers(2, config.vocab_size, (3, 6)), jnp.int32)
     value, grads, hlo = _loss_grad_and_hlo(config, params, inputs, targets)
-    monkeypatch.setenv(cpu_matmul.ENV, "0")
+    monkeypatch.setenv("FLAN_JAX_CPU_MATMUL", "0")
     xla_value, xla_grads, xla_hlo = _loss_grad_and_hlo(config, params, inputs, targets)
     assert "flan_jax_matmul" in hlo and "flan_jax_batched_matmul" in hlo
     assert "flan_jax" not in xla_hlo

@@ -11,8 +11,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from flan_jax import cpu_adafactor, kernels
-from flan_jax.models import cpu_matmul, layers, t5
+from flan_jax.kernels import adafactor as cpu_adafactor
+from flan_jax.kernels import build as kernels
+from flan_jax.kernels import matmul as cpu_matmul
+from flan_jax.models import layers, t5
 from flan_jax.optimizers import make_optimizer
 
 

@@ -2,7 +2,8 @@
 and the checks that compare a parameter tree (and a config) with the model.
 
 A parameter tree here is the t5x tree without a 'target' level, as nested dicts of
-numpy arrays; its flat form maps 'encoder/layers_0/attention/query/kernel' to an array.
+numpy arrays, per layer (`flan_jax.models.layout`); its flat form maps
+'encoder/layers_0/attention/query/kernel' to an array.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from flax import traverse_util
 from tqdm import tqdm
 
 from flan_jax.errors import FlanJaxError
+from flan_jax.models import layout
 from flan_jax.models.config import T5Config
 from flan_jax.models.t5 import abstract_params
 
@@ -100,11 +102,13 @@ def cast(params: Mapping[str, Any], dtype: str | np.dtype | None) -> Params:
 
 @functools.cache
 def _model_shapes(config: T5Config) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in flatten(abstract_params(config)).items()}
+    per_layer = abstract_params(config.replace(scan_layers=False))
+    return {k: tuple(v.shape) for k, v in flatten(per_layer).items()}
 
 
 def expected_shapes(config: T5Config) -> dict[str, tuple[int, ...]]:
-    """Flat path -> shape of every parameter the model built from `config` has."""
+    """Flat path -> shape of every parameter the model built from `config` has, in the
+    per-layer layout that checkpoints store (`flan_jax.models.layout`)."""
     return dict(_model_shapes(config))
 
 
@@ -146,9 +150,9 @@ def param_problems(
 
 
 def check_params(params: Mapping[str, Any], config: T5Config, where: str = "parameters") -> None:
-    """Raises CheckpointError listing every difference between `params` and the
-    parameters of the model built from `config`; returns None when they agree."""
-    problems = param_problems(flatten(params), config)
+    """Raises CheckpointError listing every difference between `params` (either layout)
+    and the parameters of the model built from `config`; returns None when they agree."""
+    problems = param_problems(flatten(layout.to_per_layer(params)), config)
     if problems:
         raise CheckpointError(where, problems)
 

@@ -32,6 +32,7 @@ from flan_jax.interop.common import (
     unflatten,
     write_config,
 )
+from flan_jax.models import layout
 from flan_jax.models.config import T5Config
 
 SAFETENSORS = "model.safetensors"
@@ -275,6 +276,7 @@ def save_hf(
     """Writes config.json + model.safetensors that `T5ForConditionalGeneration.from_pretrained`
     loads; returns the directory. Refuses a directory that already holds weights."""
     directory = destination(path)
+    params = layout.to_per_layer(params)
     check_params(params, config)
     flat = flatten(params)
     tensors = {}

@@ -46,6 +46,7 @@ from flan_jax.interop.common import (
     unflatten,
     write_config,
 )
+from flan_jax.models import layout
 from flan_jax.models.config import T5Config
 
 VERSION = 3
@@ -271,6 +272,7 @@ def save_t5x(
     The checkpoint holds no optimizer state; `RESTORE_HINT` says what t5x needs.
     """
     directory = destination(path, step)
+    params = layout.to_per_layer(params)
     check_params(params, config)
     staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
     staging.mkdir(parents=True)

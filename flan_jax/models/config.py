@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 REMAT_POLICIES = ("none", "full", "minimal", "dots")
@@ -24,7 +25,11 @@ class T5Config:
     parameters. `remat_policy` chooses what each layer keeps for the backward pass:
     'none' (keep everything), 'full' (recompute everything), 'minimal' (keep matmul
     outputs without batch dimensions) or 'dots' (keep all matmul outputs).
-    `num_decoder_layers=None` means "as many as the encoder".
+    `num_decoder_layers=None` means "as many as the encoder". `scan_layers` runs each
+    stack's layers as one scanned loop over stacked parameters (t5x's `scan_layers`):
+    compile time independent of depth. None (the default) means on wherever JAX's default
+    backend is an accelerator (GPU, TPU) and off on a CPU, where the loop costs speed and
+    compiles are small.
     """
 
     vocab_size: int = 32128
@@ -41,10 +46,16 @@ class T5Config:
     dtype: str = "float32"
     param_dtype: str = "float32"
     remat_policy: str = "none"
+    scan_layers: bool | None = None
 
     def __post_init__(self) -> None:
         if self.num_decoder_layers is None:
             object.__setattr__(self, "num_decoder_layers", self.num_layers)
+        if self.scan_layers is None:
+            object.__setattr__(self, "scan_layers", jax.default_backend() != "cpu")
+        if not isinstance(self.scan_layers, bool):
+            raise ValueError(f"T5Config.scan_layers must be True, False or None, "
+                             f"got {self.scan_layers!r}")
         for name in ("vocab_size", "d_model", "d_ff", "num_layers", "num_decoder_layers",
                      "num_heads", "d_kv", "relative_attention_num_buckets",
                      "relative_attention_max_distance"):

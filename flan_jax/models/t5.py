@@ -6,9 +6,17 @@ under `target`), each leaf boxed with its logical axis names; use `init_params` 
 arrays and `param_axes` for the logical PartitionSpecs.
 
 Packing: with `*_segment_ids`, attention never crosses examples (encoder self-attention,
-causal decoder self-attention and cross-attention all stay within a segment) and relative
-positions come from `*_positions`, so a packed example gets the logits it gets alone.
+causal decoder self-attention and cross-attention all stay within a segment), so a packed
+example gets the logits it gets alone. `*_positions` are accepted as t5x passes them; the
+relative-position bias does not need them (see `RelativePositionBias`).
 Padding is token id 0; the decoder input starts from id 0.
+
+Layers: with `config.scan_layers` each stack runs its layers as one `nn.scan` (t5x's
+`scan_layers`), their parameters stacked on a leading 'layers' axis under
+`encoder/layers/...` and `decoder/layers/...`, so that compile time does not grow with
+depth. `flan_jax.models.layout` converts between that and the per-layer tree
+(`layers_{i}`) in which checkpoints of every format are stored; cached decoding runs the
+per-layer form.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from flan_jax.kernels.ops import add_biases
 from flan_jax.models.config import SIZES, T5Config, get_config
 from flan_jax.models.layers import (
     Array,
@@ -28,7 +37,6 @@ from flan_jax.models.layers import (
     MultiHeadAttention,
     RelativePositionBias,
     RMSNorm,
-    add_biases,
     attention_bias,
     constrain,
 )
@@ -48,8 +56,25 @@ def _layer_class(cls: type[nn.Module], config: T5Config, static_argnums: tuple[i
     """`cls`, rematerialised per `config.remat_policy` (never while decoding with a cache)."""
     if config.remat_policy == "none" or decode:
         return cls
+    # Under scan, the loop already keeps XLA from merging recomputation into the forward.
     return nn.remat(cls, policy=_REMAT_POLICIES[config.remat_policy],
-                    static_argnums=static_argnums)
+                    static_argnums=static_argnums, prevent_cse=not config.scan_layers)
+
+
+def _run_layers(layer: type[nn.Module], config: T5Config, count: int, x: Array,
+                *args: object) -> Array:
+    """`count` layers of class `layer` applied to `x` (each takes `x, *args` and returns
+    `(x, None)`): one `nn.scan` named 'layers' with `config.scan_layers`, else modules
+    `layers_0` ... `layers_{count-1}`."""
+    if config.scan_layers:
+        stack = nn.scan(layer, variable_axes={"params": 0},
+                        split_rngs={"params": True, "dropout": True},
+                        in_axes=(nn.broadcast,) * len(args), length=count,
+                        metadata_params={nn.PARTITION_NAME: "layers"})
+        return stack(config, name="layers")(x, *args)[0]
+    for i in range(count):
+        x, _ = layer(config, name=f"layers_{i}")(x, *args)
+    return x
 
 
 def _dropout(config: T5Config, x: Array, deterministic: bool) -> Array:
@@ -57,27 +82,21 @@ def _dropout(config: T5Config, x: Array, deterministic: bool) -> Array:
     return nn.Dropout(config.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
 
 
-def _positions(tokens: Array, positions: Array | None) -> Array:
-    """Given positions, or 0..len-1 shared by the batch ([1, len])."""
-    if positions is not None:
-        return positions
-    return jnp.arange(tokens.shape[1], dtype=jnp.int32)[None]
-
-
 class EncoderLayer(nn.Module):
-    """Pre-norm self-attention block then pre-norm gated-GELU MLP block."""
+    """Pre-norm self-attention block then pre-norm gated-GELU MLP block; returns (x, None),
+    the form `nn.scan` takes."""
 
     config: T5Config
 
     @nn.compact
-    def __call__(self, x: Array, bias: Array, deterministic: bool) -> Array:
+    def __call__(self, x: Array, bias: Array, deterministic: bool) -> tuple[Array, None]:
         cfg = self.config
         h = RMSNorm(cfg, name="pre_attention_layer_norm")(x)
         h = MultiHeadAttention(cfg, name="attention")(h, h, bias, deterministic)
         x = x + _dropout(cfg, h, deterministic)
         h = RMSNorm(cfg, name="pre_mlp_layer_norm")(x)
         h = MlpBlock(cfg, name="mlp")(h, deterministic)
-        return constrain(x + _dropout(cfg, h, deterministic), "batch", "length", "embed")
+        return constrain(x + _dropout(cfg, h, deterministic), "batch", "length", "embed"), None
 
 
 class DecoderLayer(nn.Module):
@@ -87,7 +106,8 @@ class DecoderLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, encoded: Array, self_bias: Array, cross_bias: Array,
-                 deterministic: bool, decode: bool, decode_index: Array | None) -> Array:
+                 deterministic: bool, decode: bool, decode_index: Array | None
+                 ) -> tuple[Array, None]:
         cfg = self.config
         h = RMSNorm(cfg, name="pre_self_attention_layer_norm")(x)
         h = MultiHeadAttention(cfg, name="self_attention")(
@@ -99,30 +119,28 @@ class DecoderLayer(nn.Module):
         x = x + _dropout(cfg, h, deterministic)
         h = RMSNorm(cfg, name="pre_mlp_layer_norm")(x)
         h = MlpBlock(cfg, name="mlp")(h, deterministic)
-        return constrain(x + _dropout(cfg, h, deterministic), "batch", "length", "embed")
+        return constrain(x + _dropout(cfg, h, deterministic), "batch", "length", "embed"), None
 
 
 class Encoder(nn.Module):
-    """Token embedding -> layers_{i} -> encoder_norm; one relative-position table."""
+    """Token embedding -> layers -> encoder_norm; one relative-position table."""
 
     config: T5Config
     shared_embedding: nn.Module
 
     @nn.compact
-    def __call__(self, tokens: Array, segment_ids: Array | None, positions: Array | None,
-                 deterministic: bool) -> Array:
+    def __call__(self, tokens: Array, segment_ids: Array | None, deterministic: bool) -> Array:
         cfg = self.config
         valid = tokens > 0
         bias = attention_bias(valid, valid, query_segment_ids=segment_ids,
                               key_segment_ids=segment_ids)
-        pos = _positions(tokens, positions)
+        length = tokens.shape[1]
         bias = add_biases(bias, RelativePositionBias(cfg, bidirectional=True,
-                                                     name="relpos_bias")(pos, pos))
+                                                     name="relpos_bias")(length, length))
         x = _dropout(cfg, self.shared_embedding(tokens), deterministic)
         x = constrain(x, "batch", "length", "embed")
         layer = _layer_class(EncoderLayer, cfg, static_argnums=(3,), decode=False)
-        for i in range(cfg.num_layers):
-            x = layer(cfg, name=f"layers_{i}")(x, bias, deterministic)
+        x = _run_layers(layer, cfg, cfg.num_layers, x, bias, deterministic)
         x = RMSNorm(cfg, name="encoder_norm")(x)
         return _dropout(cfg, x, deterministic)
 
@@ -136,8 +154,7 @@ class Decoder(nn.Module):
     @nn.compact
     def __call__(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
                  decoder_target_tokens: Array | None, encoder_segment_ids: Array | None,
-                 decoder_segment_ids: Array | None, decoder_positions: Array | None,
-                 deterministic: bool, decode: bool) -> Array:
+                 decoder_segment_ids: Array | None, deterministic: bool, decode: bool) -> Array:
         cfg = self.config
         relpos = RelativePositionBias(cfg, bidirectional=False, name="relpos_bias")
         if decoder_target_tokens is None:
@@ -156,11 +173,11 @@ class Decoder(nn.Module):
             self_bias = jax.lax.dynamic_slice_in_dim(full_bias, decode_index, 1, axis=2)
             index.value = decode_index + 1
         else:
-            pos = _positions(decoder_input_tokens, decoder_positions)
+            length = decoder_input_tokens.shape[1]
             self_bias = add_biases(attention_bias(query_valid, query_valid, causal=True,
                                                   query_segment_ids=decoder_segment_ids,
                                                   key_segment_ids=decoder_segment_ids),
-                                   relpos(pos, pos))
+                                   relpos(length, length))
             if decode:
                 self.variable("cache", "index", jnp.zeros, (), jnp.int32)
                 # Rows differ only by padding/segments, which decoding does not use.
@@ -169,9 +186,8 @@ class Decoder(nn.Module):
         x = _dropout(cfg, self.shared_embedding(decoder_input_tokens), deterministic)
         x = constrain(x, "batch", "length", "embed")
         layer = _layer_class(DecoderLayer, cfg, static_argnums=(5, 6), decode=decode)
-        for i in range(cfg.num_decoder_layers):
-            x = layer(cfg, name=f"layers_{i}")(x, encoded, self_bias, cross_bias, deterministic,
-                                               decode, decode_index)
+        x = _run_layers(layer, cfg, cfg.num_decoder_layers, x, encoded, self_bias, cross_bias,
+                        deterministic, decode, decode_index)
         x = RMSNorm(cfg, name="decoder_norm")(x)
         x = _dropout(cfg, x, deterministic)
         logits = Dense(cfg.vocab_size, ("embed", "vocab"), cfg, name="logits_dense")(x)
@@ -205,8 +221,7 @@ class Transformer(nn.Module):
         _check_tokens("encoder_input_tokens", encoder_input_tokens,
                       ("encoder_segment_ids", encoder_segment_ids),
                       ("encoder_positions", encoder_positions))
-        return self.encoder(encoder_input_tokens, encoder_segment_ids, encoder_positions,
-                            not enable_dropout)
+        return self.encoder(encoder_input_tokens, encoder_segment_ids, not enable_dropout)
 
     def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
                decoder_target_tokens: Array | None = None,
@@ -238,9 +253,12 @@ class Transformer(nn.Module):
         if encoded.shape[:2] != encoder_input_tokens.shape:
             raise ValueError(f"encoded has shape {list(encoded.shape)}, which does not match "
                              f"encoder_input_tokens {list(encoder_input_tokens.shape)}")
+        if decode and self.config.scan_layers:
+            raise ValueError("decode=True (cached decoding) runs the per-layer model: decode "
+                             "with flan_jax.decoding, which converts scanned parameters")
         return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                             decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
-                            decoder_positions, not enable_dropout, decode)
+                            not enable_dropout, decode)
 
     def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
                  decoder_target_tokens: Array | None = None,

@@ -1,18 +1,17 @@
-"""float32 matmuls on XLA:CPU through MKL (XLA FFI custom calls); XLA's own dots otherwise.
+"""float32 products on XLA:CPU through MKL (XLA FFI custom calls): `kernels.ops` runs `Dense`
+and the attention score and value products, forward and backward, through these where
+`flan_jax.kernels.enabled('matmul', ...)`.
 
-At flan-t5-small sizes XLA:CPU's float32 GEMM runs at about 75% of MKL's rate and its
-batched attention products at about a third, which sets the speed of a CPU training step.
-On a single-device CPU backend, `Dense` (float32) and the attention score and value
-products, forward and backward, call the handlers in `flan_jax/kernels/matmul.cc` instead:
-MKL's sequential SGEMM on XLA's own intra-op threads. The training step is about 1.2x
-faster (`benchmarks/train_step.py`), with the same results up to float32 rounding.
+On Intel CPUs at flan-t5-small sizes XLA:CPU's float32 GEMM runs at about 75% of MKL's
+rate and its batched attention products at about a third, which sets the speed of a CPU
+training step; through MKL's sequential SGEMM on XLA's own intra-op threads the step is
+about 1.2x faster (`benchmarks/train_step.py`), with the same results up to float32
+rounding.
 
-The library is compiled on first use (`flan_jax.kernels`: a C++17 compiler, jaxlib's FFI
-headers and the `mkl` wheel, all installed by `make install`) into a per-user cache, once
-per source and jaxlib version. Where any of them is missing, the model keeps XLA's dots and
-logs why once. `FLAN_JAX_CPU_MATMUL=0` turns the path off; it is also off under a remat
-policy that saves dots (custom calls are not dots to `jax.checkpoint`), on multi-device CPU
-meshes (the custom calls have no sharding rule) and on every other backend.
+The library is compiled on first use (`flan_jax.kernels.build`: a C++17 compiler,
+jaxlib's FFI headers and the `mkl` wheel, all installed by `make install`) into a per-user
+cache, once per source and jaxlib version. Where any of them is missing, the model keeps
+XLA's dots and logs why once.
 """
 
 from __future__ import annotations
@@ -20,19 +19,17 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import os
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan_jax import kernels
-from flan_jax.kernels import Unavailable
+from flan_jax.kernels import build as kernel_build
+from flan_jax.kernels.build import Unavailable
 
 Array = jax.Array
-ENV = "FLAN_JAX_CPU_MATMUL"
-SOURCE = kernels.SOURCES / "matmul.cc"
+SOURCE = kernel_build.SOURCES / "matmul.cc"
 _MATMUL, _BATCHED = "flan_jax_matmul", "flan_jax_batched_matmul"
 _MKL_LIBS = ("libmkl_intel_lp64.so", "libmkl_sequential.so", "libmkl_core.so")
 _log = logging.getLogger(__name__)
@@ -58,14 +55,14 @@ def _mkl_libraries() -> list[Path]:
 def build(cache_dir: Path | None = None, compiler: str | None = None) -> Path:
     """Compiles `matmul.cc` against MKL (once per source, jaxlib, MKL and compiler) and
     returns the shared library's path; raises `Unavailable` with the reason."""
-    return kernels.build(SOURCE, _mkl_libraries(), cache_dir, compiler)
+    return kernel_build.build(SOURCE, _mkl_libraries(), cache_dir, compiler)
 
 
 @functools.cache
 def _load() -> str | None:
     """Builds, loads and registers the custom calls; None on success, else the reason."""
     try:
-        kernels.register(build(), {_MATMUL: "FlanJaxMatmul", _BATCHED: "FlanJaxBatchedMatmul"})
+        kernel_build.register(build(), {_MATMUL: "FlanJaxMatmul", _BATCHED: "FlanJaxBatchedMatmul"})
     except Unavailable as e:
         _log.warning("flan_jax: float32 matmuls stay on XLA:CPU's own kernels: %s", e)
         return str(e)
@@ -75,14 +72,6 @@ def _load() -> str | None:
 def unavailable_reason() -> str | None:
     """Why the MKL custom calls cannot be used on this machine (None if they can)."""
     return _load()
-
-
-def enabled(dtype: jnp.dtype, remat_policy: str = "none") -> bool:
-    """Whether a model computing in `dtype` under `remat_policy` uses these products (read at
-    trace time)."""
-    return (os.environ.get(ENV, "1") != "0" and jnp.dtype(dtype) == jnp.float32
-            and remat_policy in ("none", "full") and kernels.on_single_cpu_device()
-            and _load() is None)
 
 
 def _product(a: Array, b: Array, trans_a: bool = False, trans_b: bool = False) -> Array:

@@ -1,5 +1,6 @@
 """Adafactor's factored update on XLA:CPU in one C++ custom call that writes the parameters
-in place (`flan_jax/kernels/adafactor.cc`); `flan_jax.optimizers` uses it when enabled.
+in place (`flan_jax/kernels/adafactor.cc`); `flan_jax.optimizers` uses it where
+`flan_jax.kernels.enabled('adafactor')`.
 
 Two things make the XLA version of the update slow on a CPU. Its arithmetic is about 16
 small ops per matrix and five passes over memory. And a parameter's update, being an op
@@ -21,18 +22,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flan_jax import kernels
+from flan_jax.kernels import build as kernel_build
 
 Array = jax.Array
-ENV = "FLAN_JAX_CPU_ADAFACTOR"
-SOURCE = kernels.SOURCES / "adafactor.cc"
+SOURCE = kernel_build.SOURCES / "adafactor.cc"
 _TARGET = "flan_jax_adafactor"
 _log = logging.getLogger(__name__)
 
@@ -41,8 +40,8 @@ _log = logging.getLogger(__name__)
 def _load() -> str | None:
     """Builds, loads and registers the custom call; None on success, else the reason."""
     try:
-        kernels.register(kernels.build(SOURCE), {_TARGET: "FlanJaxAdafactor"})
-    except kernels.Unavailable as e:
+        kernel_build.register(kernel_build.build(SOURCE), {_TARGET: "FlanJaxAdafactor"})
+    except kernel_build.Unavailable as e:
         _log.warning("flan_jax: the Adafactor update stays in XLA: %s", e)
         return str(e)
     return None
@@ -51,12 +50,6 @@ def _load() -> str | None:
 def unavailable_reason() -> str | None:
     """Why the kernel cannot be used on this machine (None if it can)."""
     return _load()
-
-
-def enabled() -> bool:
-    """Whether the optimizer applies its factored updates with the kernel (read at trace
-    time)."""
-    return os.environ.get(ENV, "1") != "0" and kernels.on_single_cpu_device() and _load() is None
 
 
 def supports(param: Array) -> bool:
