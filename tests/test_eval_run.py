@@ -109,7 +109,7 @@ def test_missing_file_lists_the_expected_layout(tmp_path):
 
 @pytest.mark.parametrize("benchmark, task, relpath, content, expected", [
     ("mmlu", "astronomy", "mmlu/data/test/astronomy_test.csv",
-     "Q1?,a,b,c,d,A\nQ2?,a,b,c,B\n", r"astronomy_test.csv:2: expected 6 columns"),
+     "Q1?,a,b,c,d,A\nQ2?,a,b,c,B\n", r"astronomy_test.csv line 2: expected 6 columns"),
     ("mgsm", "en", "mgsm/mgsm_en.tsv", "Q1?\t3\nQ2?\tmany\n",
      r"mgsm_en.tsv:2: answer 'many' is not an integer"),
     ("bbh", "word_sorting", "bbh/bbh/word_sorting.json", '{"canary": "x",\n "examples": [,]}',

@@ -21,7 +21,7 @@ from typing import Any
 import gin
 import numpy as np
 
-from flan_jax import metrics
+from flan_jax import bad_rows, metrics
 from flan_jax.errors import DataFormatError, FlanJaxError
 from flan_jax.evaluation import answers, prompts
 from flan_jax.evaluation import benchmarks as bm
@@ -401,6 +401,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
             rendered.append((unit, items))
     finally:
         os.environ.pop(bm.ZERO_SHOT_ENV, None)
+    notes += [f"skipped rows (within the malformed-row limit) in {line}"
+              for line in bad_rows.summary()]
 
     model = load_model(cfg, vocabulary)
     total = sum(len(items) for _, items in rendered)
