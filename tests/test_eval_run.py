@@ -141,3 +141,25 @@ def test_plan_and_cli_flags(tmp_path):
     assert cfg.checkpoint_path == str(tmp_path) and cfg.self_consistency_samples == 4
     assert cfg.benchmarks == ("mmlu", "bbh") and cfg.max_examples == 3
     assert cfg.tasks == ("anatomy",) and cfg.modes == ["direct", "cot"]
+
+
+def test_bbh_targets_that_are_not_option_letters_are_scored_as_text_and_noted(tmp_path):
+    """movie_recommendation #163 upstream: target "Monsters, Inc" where "(B)" belongs. BBH's
+    exact-match evaluation credits only an answer that spells the title; so do we, and the
+    report says so (it used to be an empty gold answer: wrong whatever the model said)."""
+    from flan_jax.evaluation.runner import Unit, _score
+
+    unit = Unit("bbh_cot", "bbh", "movie_recommendation", "bbh_movie_recommendation",
+                "zs_cot", "test", True)
+    title = "... so the answer is Monsters, Inc."
+    assert _score(unit, "Monsters, Inc", {}, title)[1:3] == ("monsters inc", 100.0)
+    assert _score(unit, "Monsters, Inc", {}, "So the answer is (B).")[2] == 0.0  # as BBH's
+    assert _score(unit, "(C)", {}, "So the answer is (C).")[1:3] == ("(C)", 100.0)
+    cfg = EvalConfig(checkpoint_path="random:tiny", data_dir=str(EVAL_DATA), benchmarks=("bbh",),
+                     tasks=("movie_recommendation",), modes=("direct",),
+                     output_dir=str(tmp_path / "out"), **FAST)
+    out = run(cfg)
+    assert ("BBH movie_recommendation: 1 target(s) are not choice answers (#1 'Monsters, Inc'); "
+            "each is scored by matching the answer text") in "\n".join(out["notes"])
+    records = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").open()]
+    assert [r["gold"] for r in records] == ["(A)", "monsters inc", "(C)"]
