@@ -190,17 +190,11 @@ def load_vocabulary(spec: str | None, checkpoint_path: str | None) -> Any:
     """--vocab, else spiece.model beside the checkpoint, else flan_jax's default."""
     from flan_jax import vocab as vocab_lib
 
-    if spec:
-        try:
-            return vocab_lib.resolve(spec)
-        except FileNotFoundError as e:
-            raise InferError(f"vocabulary {spec!r} not found (pass a SentencePiece .model "
-                             "file or 'byte')") from e
-    if checkpoint_path:
-        spiece = Path(checkpoint_path).expanduser() / "spiece.model"
-        if spiece.is_file():
-            return vocab_lib.resolve(str(spiece))
-    return vocab_lib.get_vocabulary()
+    try:
+        return vocab_lib.for_checkpoint(checkpoint_path, spec)
+    except FileNotFoundError as e:
+        raise InferError(f"vocabulary {spec!r} not found (pass a SentencePiece .model "
+                         "file or 'byte')") from e
 
 
 def check_vocab_size(vocab: Any, config: T5Config, what: str = "the vocabulary") -> None:

@@ -163,3 +163,25 @@ def test_bbh_targets_that_are_not_option_letters_are_scored_as_text_and_noted(tm
             "each is scored by matching the answer text") in "\n".join(out["notes"])
     records = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").open()]
     assert [r["gold"] for r in records] == ["(A)", "monsters inc", "(C)"]
+
+
+def test_unreadable_vocabulary_is_one_message_saying_what_to_set(tmp_path, monkeypatch, capsys):
+    """The gs:// default offline (here: a file that is no SentencePiece model) used to end in
+    a TensorFlow traceback at the first tokenization."""
+    bad = tmp_path / "not_spm.model"
+    bad.write_bytes(b"not a sentencepiece model")
+    monkeypatch.setenv("FLAN_JAX_VOCAB", str(bad))
+    args = ["--data_dir", str(EVAL_DATA), "--benchmarks", "bbh", "--tasks", "boolean*",
+            "--max_examples", "1", "--output_dir", str(tmp_path / "out"), "--no_progress"]
+    assert eval_cli.main(["--checkpoint", "random:tiny", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the vocabulary {bad} cannot be read (")
+    assert "set $FLAN_JAX_VOCAB" in err and "spiece.model of a Hugging Face" in err
+    assert "Traceback" not in err
+    # A Hugging Face checkpoint's own spiece.model comes first.
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "spiece.model").write_bytes(b"junk")
+    monkeypatch.setenv("FLAN_JAX_VOCAB", "byte")
+    assert eval_cli.main(["--checkpoint", str(tmp_path / "hf"), *args]) == 1
+    assert f"the vocabulary {tmp_path / 'hf' / 'spiece.model'} cannot be read" in \
+        capsys.readouterr().err

@@ -333,7 +333,9 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     units = plan_units(cfg)
     tfds_dir = apply_data_dirs(cfg)
     catalog = load_catalog([EVAL_CATALOG])
-    vocabulary = vocab_lib.get_vocabulary()
+    # The checkpoint's own spiece.model (a Hugging Face download) when it has one.
+    path = None if (cfg.checkpoint_path or "").startswith("random:") else cfg.checkpoint_path
+    vocabulary = vocab_lib.for_checkpoint(path)
     notes: list[str] = []
 
     # Check the data first: a missing file fails with the benchmark's expected layout.
