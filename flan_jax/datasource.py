@@ -65,17 +65,16 @@ class TaskData:
         counter = counter or self.counter(split)
         for index, raw in self.source.iter_split(split, shard_index, num_shards):
             counter.row()
-            where = getattr(raw, "where", None) or f"{split} example {index}"
             if isinstance(raw, MalformedRow):
-                counter.skip_malformed(where, raw.problem)
+                counter.skip_malformed(raw.where, raw.problem)
                 continue
             try:
                 fields = self.parse(raw)
             except EmptyFieldError as e:
-                counter.skip_empty(where, str(e))
+                counter.skip_empty(_where(raw, split, index), str(e))
                 continue
             except DataFormatError as e:
-                counter.skip_malformed(where, str(e))
+                counter.skip_malformed(_where(raw, split, index), str(e))
                 continue
             yield index, fields
         counter.finish()
@@ -87,6 +86,11 @@ class TaskData:
         if few_shot is None or few_shot.split not in self.source.splits:
             return []
         return list(itertools.islice(self.examples(few_shot.split), few_shot.pool_size))
+
+
+def _where(raw: Example, split: str, index: int) -> str:
+    """A row's location: its file and line when the source knows them, else its index."""
+    return getattr(raw, "where", None) or f"{split} example {index}"
 
 
 class FlanDataSource(seqio.DataSource):
@@ -162,7 +166,7 @@ class FlanDataSource(seqio.DataSource):
 
 _ERRORS_LOCK = threading.Lock()
 _ERRORS: list[FlanJaxError] = []
-_TRANSLATORS = [0]  # `as_numpy` iterations running: they raise the error themselves
+_translators = 0  # `as_numpy` iterations running: they raise the error themselves
 
 
 def _record(error: FlanJaxError, task_name: str) -> None:
@@ -172,7 +176,7 @@ def _record(error: FlanJaxError, task_name: str) -> None:
     with _ERRORS_LOCK:
         _ERRORS.append(error)
         del _ERRORS[:-10]
-        quiet = _TRANSLATORS[0] > 0
+        quiet = _translators > 0
     if not quiet:
         log.error("Data error in task %s: %s", task_name, error)
 
@@ -190,9 +194,10 @@ def pipeline_error(error: Exception) -> FlanJaxError | None:
 def as_numpy(ds: tf.data.Dataset) -> Iterator[Any]:
     """`ds.as_numpy_iterator()`, raising the flan_jax error behind a failed generator (one
     paragraph naming task, row and field) instead of TensorFlow's wrapped traceback."""
+    global _translators
     it = ds.as_numpy_iterator()
     with _ERRORS_LOCK:
-        _TRANSLATORS[0] += 1
+        _translators += 1
     try:
         while True:
             try:
@@ -207,7 +212,7 @@ def as_numpy(ds: tf.data.Dataset) -> Iterator[Any]:
             yield item
     finally:
         with _ERRORS_LOCK:
-            _TRANSLATORS[0] -= 1
+            _translators -= 1
 
 
 def make_task(data: TaskData, style: str, vocabulary: seqio.Vocabulary,

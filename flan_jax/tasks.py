@@ -174,8 +174,7 @@ def cmd_check(catalog: Catalog, args: argparse.Namespace) -> int:
         print(line)
     summary = f"{len(tasks) - failed} of {len(tasks)} tasks can read and render their data"
     if skipped:
-        summary += (f"; {len(skipped)} skip rows (within the malformed-row limit, see "
-                    "`flan_jax.bad_rows`)")
+        summary += f"; {len(skipped)} skipped some rows (empty, or malformed within the limit)"
     print(summary + (f" (first {args.sample} rendered rows each)" if args.sample else ""))
     return 1 if failed else 0
 
