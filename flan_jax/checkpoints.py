@@ -185,7 +185,7 @@ def save_any(
     config: T5Config,
     fmt: Format,
     *,
-    t5x_layout: t5x.Layout = "msgpack",
+    t5x_layout: t5x.T5xLayout = "msgpack",
     show_progress: bool = False,
 ) -> Path:
     """Writes `params` in layout `fmt` (t5x: `t5x_layout`, 'msgpack' or 'orbax'); returns
@@ -193,7 +193,7 @@ def save_any(
     if fmt == "hf":
         return save_hf(path, params, config, show_progress=show_progress)
     if fmt == "t5x":
-        return save_t5x(path, params, config, layout=t5x_layout, show_progress=show_progress)
+        return save_t5x(path, params, config, t5x_layout=t5x_layout, show_progress=show_progress)
     if fmt == "flan_jax":
         return save_params(path, params, config)
     raise ValueError(f"unknown checkpoint format {fmt!r}; expected one of {FORMATS}")

@@ -421,7 +421,7 @@ def test_t5x_orbax_checkpoint_reproduces_t5x_logits():
 
 def test_t5x_orbax_layout_is_written_as_t5x_writes_it(tmp_path):
     params, config = load_any(T5X_ORBAX)
-    written = save_t5x(tmp_path / "model", params, config, step=4, layout="orbax")
+    written = save_t5x(tmp_path / "model", params, config, step=4, t5x_layout="orbax")
     assert written == tmp_path / "model" / "checkpoint_4"
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["checkpoint_4"]
 
@@ -442,7 +442,7 @@ def test_t5x_orbax_layout_is_written_as_t5x_writes_it(tmp_path):
     assert restored_config == config
     bf16 = {k: v.astype(ml_dtypes.bfloat16) for k, v in flatten(params).items()}
     _assert_same_tree(load_t5x(save_t5x(tmp_path / "bf16", unflatten(bf16), config,
-                                        layout="orbax"))[0], unflatten(bf16))
+                                        t5x_layout="orbax"))[0], unflatten(bf16))
 
 
 def test_t5x_orbax_damaged_checkpoint_is_named(tmp_path):

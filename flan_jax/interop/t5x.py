@@ -60,8 +60,8 @@ from flan_jax.models.config import T5Config
 VERSION = 3
 MSGPACK_FILE = "checkpoint"
 ORBAX_ITEM = "state"  # checkpoint_<step>/state: target + optimizer state
-Layout = Literal["msgpack", "orbax"]
-LAYOUTS: tuple[Layout, ...] = ("msgpack", "orbax")
+T5xLayout = Literal["msgpack", "orbax"]
+T5X_LAYOUTS: tuple[T5xLayout, ...] = ("msgpack", "orbax")
 _STEP_DIR = re.compile(r"checkpoint_(\d+)")
 _LAYER = re.compile(r"(encoder|decoder)/layers_(\d+)/")
 _MAX_CHUNK_BYTES = 64 * 2**20  # t5x's target chunk size
@@ -73,7 +73,7 @@ RESTORE_HINT = (
 )
 
 
-def layout(directory: Path) -> Layout | None:
+def checkpoint_layout(directory: Path) -> T5xLayout | None:
     """Which t5x layout a checkpoint directory holds, if any."""
     if (directory / MSGPACK_FILE).is_file():
         return "msgpack"
@@ -88,14 +88,14 @@ def find_checkpoint(path: Path) -> Path | None:
     subdirectory (unfinished saves, named otherwise, are ignored)."""
     if path.is_file():
         return path.parent if path.name == MSGPACK_FILE else None
-    if path.name == ORBAX_ITEM and layout(path.parent) == "orbax":
+    if path.name == ORBAX_ITEM and checkpoint_layout(path.parent) == "orbax":
         return path.parent
-    if layout(path):
+    if checkpoint_layout(path):
         return path
     steps = [
         (int(m.group(1)), child)
         for child in (path.iterdir() if path.is_dir() else ())
-        if (m := _STEP_DIR.fullmatch(child.name)) and layout(child)
+        if (m := _STEP_DIR.fullmatch(child.name)) and checkpoint_layout(child)
     ]
     return max(steps)[1] if steps else None
 
@@ -242,7 +242,7 @@ def load_t5x(
             "holding checkpoint_<step> subdirectories.",
         )
     problems: list[str] = []
-    if layout(directory) == "orbax":
+    if checkpoint_layout(directory) == "orbax":
         flat = flatten(read_orbax(directory / ORBAX_ITEM, item="target"))
     else:
         leaves = _read_target(directory / MSGPACK_FILE)
@@ -290,21 +290,21 @@ def save_t5x(
     config: T5Config,
     *,
     step: int = 0,
-    layout: Layout = "msgpack",
+    t5x_layout: T5xLayout = "msgpack",
     show_progress: bool = False,
 ) -> Path:
-    """Writes `params` as a t5x checkpoint directory in `layout` and returns it.
+    """Writes `params` as a t5x checkpoint directory in `t5x_layout` and returns it.
 
     `path` is the checkpoint directory if named checkpoint_<N>, else a t5x model
     directory in which checkpoint_<step> is created (see `destination`). The directory
     is written under a temporary name and renamed when complete, as t5x does.
     The checkpoint holds no optimizer state; `RESTORE_HINT` says what t5x needs.
     """
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown t5x layout {layout!r}; expected one of {LAYOUTS}")
+    if t5x_layout not in T5X_LAYOUTS:
+        raise ValueError(f"unknown t5x layout {t5x_layout!r}; expected one of {T5X_LAYOUTS}")
     directory = destination(path, step)
     check_params(params, config)
-    if layout == "orbax":
+    if t5x_layout == "orbax":
         return _save_orbax(directory, params, config, step)
     staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
     staging.mkdir(parents=True)
