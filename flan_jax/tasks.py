@@ -157,8 +157,8 @@ def cmd_check(catalog: Catalog, args: argparse.Namespace) -> int:
             continue
         try:
             counter = _read_rows(task, args.split, args.sample)
-        except FlanJaxError as e:
-            print(f"FAIL     {task.name}: {e}")
+        except FlanJaxError as e:  # its first line; a layout reminder may follow it
+            print(f"FAIL     {task.name}: {str(e).splitlines()[0]}")
             failed += 1
             continue
         if counter is None:
