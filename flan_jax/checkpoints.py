@@ -8,7 +8,8 @@ Three layouts are read and written, each with the model config beside the weight
                top or in the step directory)
     hf         DIR/config.json + model.safetensors (or shards, or pytorch_model.bin),
                as `google/flan-t5-*` on the Hugging Face Hub
-    t5x        MODEL_DIR/checkpoint_<step>/checkpoint (msgpack) + zarr arrays
+    t5x        MODEL_DIR/checkpoint_<step>/state/ (orbax, what t5x writes today) or
+               MODEL_DIR/checkpoint_<step>/checkpoint (legacy msgpack) + zarr arrays
 
 `load_any` recognises the layout and returns (params, T5Config); `save_any` writes one.
 The parameter tree is the t5x tree without 'target', as nested dicts of numpy arrays.
@@ -23,8 +24,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from flan_jax.interop import hf, t5x
@@ -36,6 +35,7 @@ from flan_jax.interop.common import (
     flatten,
     param_problems,
     read_config,
+    read_orbax,
     resolve_config,
     unflatten,
     write_config,
@@ -129,23 +129,7 @@ def load_params(path: str | Path, config: T5Config | None = None) -> tuple[Param
         directory / CONFIG_FILE,
     )
     loaded = read_config(config_path)
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            # Restore onto the host CPU whatever mesh the arrays were saved from.
-            host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-            stored = checkpointer.metadata(directory / PARAMS_DIR).item_metadata
-            target = jax.tree_util.tree_map(
-                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=host), stored
-            )
-            restored = checkpointer.restore(directory / PARAMS_DIR, target)
-    except Exception as e:
-        # Orbax and TensorStore raise many exception types for one cause: a damaged directory.
-        raise CheckpointError(
-            directory / PARAMS_DIR,
-            f"cannot restore the orbax checkpoint ({type(e).__name__}: {e})",
-            "The checkpoint is incomplete or damaged; use another step or re-create it.",
-        ) from None
-    flat = {k: np.asarray(v) for k, v in flatten(layout.to_per_layer(restored)).items()}
+    flat = flatten(layout.to_per_layer(read_orbax(directory / PARAMS_DIR)))
     problems = param_problems(flat, loaded)
     config = resolve_config(loaded, config, problems)
     if problems:
@@ -168,7 +152,8 @@ def detect_format(path: str | Path) -> Format:
         path,
         "not a recognised checkpoint",
         "Expected a Hugging Face directory (config.json + model.safetensors or pytorch_model.bin), "
-        "a t5x checkpoint (a msgpack file named 'checkpoint', or checkpoint_<step> directories), "
+        "a t5x checkpoint (checkpoint_<step> directories holding an orbax 'state' directory or "
+        "a msgpack file named 'checkpoint'), "
         f"or a flan_jax checkpoint (a '{PARAMS_DIR}' directory + {CONFIG_FILE}).",
     )
 
@@ -200,14 +185,20 @@ def load_any(
 
 
 def save_any(
-    path: str | Path, params: Params, config: T5Config, fmt: Format, *, show_progress: bool = False
+    path: str | Path,
+    params: Params,
+    config: T5Config,
+    fmt: Format,
+    *,
+    t5x_layout: t5x.T5xLayout = "msgpack",
+    show_progress: bool = False,
 ) -> Path:
-    """Writes `params` in layout `fmt`; returns the directory written (for t5x, the
-    checkpoint_<step> directory)."""
+    """Writes `params` in layout `fmt` (t5x: `t5x_layout`, 'msgpack' or 'orbax'); returns
+    the directory written (for t5x, the checkpoint_<step> directory)."""
     if fmt == "hf":
         return save_hf(path, params, config, show_progress=show_progress)
     if fmt == "t5x":
-        return save_t5x(path, params, config, show_progress=show_progress)
+        return save_t5x(path, params, config, t5x_layout=t5x_layout, show_progress=show_progress)
     if fmt == "flan_jax":
         return save_params(path, params, config)
     raise ValueError(f"unknown checkpoint format {fmt!r}; expected one of {FORMATS}")

@@ -29,9 +29,11 @@ layouts:
             safetensors, or pytorch_model.bin read with torch.load(weights_only=True));
             written as config.json + model.safetensors for
             transformers.T5ForConditionalGeneration.from_pretrained
-  t5x       a t5x checkpoint_<step> directory (msgpack 'checkpoint' + zarr arrays), or a
-            t5x model directory (the latest checkpoint_<step> is read; checkpoint_0 is
-            written unless DST itself is named checkpoint_<step>); optimizer state is
+  t5x       a t5x checkpoint_<step> directory in either of t5x's layouts: orbax
+            (state/ with 'target' and the optimizer state, what t5x writes today) or
+            legacy msgpack ('checkpoint' + zarr arrays); or a t5x model directory (the
+            latest checkpoint_<step> is read; checkpoint_0 is written unless DST itself is
+            named checkpoint_<step>, in the layout --t5x_layout names); optimizer state is
             neither read nor written
   flan_jax  DIR/params (orbax) + DIR/config.json, as written by flan_jax.checkpoints.save_params
 
@@ -60,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("float32", "bfloat16"),
         help="cast every parameter (default: keep the stored dtype)",
     )
+    parser.add_argument(
+        "--t5x_layout",
+        choices=("msgpack", "orbax"),
+        default="msgpack",
+        help="layout of a t5x checkpoint written with --to t5x (default: msgpack, which "
+        "every t5x version restores; orbax is what t5x writes today)",
+    )
     parser.add_argument("src", metavar="SRC", help="checkpoint to read")
     parser.add_argument(
         "dst", metavar="DST", help="directory to write (must not hold a checkpoint yet)"
@@ -74,15 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_destination(args.dst, args.target_format)
         source_format = args.source_format or detect_format(args.src)
         params, config = load_any(args.src, fmt=source_format, dtype=args.dtype, show_progress=True)
-        written = save_any(args.dst, params, config, args.target_format, show_progress=True)
+        written = save_any(args.dst, params, config, args.target_format,
+                           t5x_layout=args.t5x_layout, show_progress=True)
     except FlanJaxError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     flat = flatten(params)
     count = sum(int(np.prod(a.shape)) for a in flat.values())
     dtypes = ", ".join(sorted({str(a.dtype) for a in flat.values()}))
+    layout = f", {args.t5x_layout}" if args.target_format == "t5x" else ""
     print(
-        f"{args.src} ({source_format}) -> {written} ({args.target_format}): "
+        f"{args.src} ({source_format}) -> {written} ({args.target_format}{layout}): "
         f"{len(flat)} arrays, {count:,} parameters, {dtypes}"
     )
     if args.target_format == "t5x":

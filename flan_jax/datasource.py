@@ -4,23 +4,33 @@ It reads the raw source once, parses and renders each example in Python, and
 hands tf.data batches of finished `inputs`/`targets` strings plus metadata
 (`_task_name`, `_task_source`, `_template_type`, `_template_idx`,
 `_example_index`). Tokenization stays in seqio's own preprocessors.
+
+Malformed rows and rows with an empty input or target are skipped and counted
+(`flan_jax.bad_rows`). A data error inside the tf.data pipeline reaches its consumer as a
+TensorFlow error wrapping a Python traceback; it is also logged as one paragraph, and
+`pipeline_error` gives back the flan_jax error behind it.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import seqio
 import tensorflow as tf
 
-from flan_jax.errors import DataFormatError
+from flan_jax import bad_rows
+from flan_jax.errors import DataFormatError, EmptyFieldError, FlanJaxError
 from flan_jax.parsers import make_parser
 from flan_jax.schema import TaskSpec
-from flan_jax.sources import Example, Source, make_source
+from flan_jax.sources import Example, MalformedRow, Source, make_source
 from flan_jax.templates import Renderer
+
+log = logging.getLogger(__name__)
 
 BATCH = 256
 _SIGNATURE = {
@@ -42,15 +52,32 @@ class TaskData:
     def parse(self):
         return make_parser(self.spec.parser)
 
-    def examples(self, split: str, shard_index: int = 0,
-                 num_shards: int = 1) -> Iterator[tuple[int, Example]]:
-        """Parsed (index, fields) pairs of one shard of a split."""
+    def counter(self, split: str) -> bad_rows.RowCounter:
+        """A counter for one pass over `split`, with this source's malformed-row limit."""
+        return bad_rows.RowCounter(self.spec.name, split, self.source.describe(),
+                                   bad_rows.max_malformed(self.spec.source.max_malformed))
+
+    def examples(self, split: str, shard_index: int = 0, num_shards: int = 1,
+                 counter: bad_rows.RowCounter | None = None) -> Iterator[tuple[int, Example]]:
+        """Parsed (index, fields) pairs of one shard of a split; malformed and empty rows
+        are skipped and counted in `counter` (a new one if None), which fails the pass
+        past its limit."""
+        counter = counter or self.counter(split)
         for index, raw in self.source.iter_split(split, shard_index, num_shards):
+            counter.row()
+            if isinstance(raw, MalformedRow):
+                counter.skip_malformed(raw.where, raw.problem)
+                continue
             try:
-                yield index, self.parse(raw)
+                fields = self.parse(raw)
+            except EmptyFieldError as e:
+                counter.skip_empty(_where(raw, split, index), str(e))
+                continue
             except DataFormatError as e:
-                raise DataFormatError(f"task {self.spec.name!r}, {split} example {index} "
-                                      f"({self.source.describe()}): {e}") from None
+                counter.skip_malformed(_where(raw, split, index), str(e))
+                continue
+            yield index, fields
+        counter.finish()
 
     @functools.cached_property
     def pool(self) -> list[tuple[int, Example]]:
@@ -59,6 +86,11 @@ class TaskData:
         if few_shot is None or few_shot.split not in self.source.splits:
             return []
         return list(itertools.islice(self.examples(few_shot.split), few_shot.pool_size))
+
+
+def _where(raw: Example, split: str, index: int) -> str:
+    """A row's location: its file and line when the source knows them, else its index."""
+    return getattr(raw, "where", None) or f"{split} example {index}"
 
 
 class FlanDataSource(seqio.DataSource):
@@ -86,13 +118,21 @@ class FlanDataSource(seqio.DataSource):
     def list_shards(self, split: str) -> list[str]:
         return [split]
 
-    def rendered(self, split: str, shard_index: int = 0, num_shards: int = 1,
-                 epoch: int = 0) -> Iterator[dict[str, Any]]:
-        """Rendered examples as Python dicts (what the tf.data pipeline carries)."""
+    def rendered(self, split: str, shard_index: int = 0, num_shards: int = 1, epoch: int = 0,
+                 counter: bad_rows.RowCounter | None = None) -> Iterator[dict[str, Any]]:
+        """Rendered examples as Python dicts (what the tf.data pipeline carries); one
+        whose rendered inputs or targets are empty is skipped, as FLAN does."""
         pool = self.data.pool if self.renderer.few_shot else ()
         in_pool = self.renderer.few_shot is not None and split == self.renderer.few_shot.split
-        for index, fields in self.data.examples(split, shard_index, num_shards):
+        counter = counter or self.data.counter(split)
+        for index, fields in self.data.examples(split, shard_index, num_shards, counter):
             out = self.renderer.render(fields, index, epoch, pool, query_in_pool=in_pool)
+            empty = [k for k, text in (("inputs", out.inputs), ("targets", out.targets))
+                     if not text.strip()]
+            if empty:
+                counter.skip_empty(f"{split} example {index}",
+                                   f"the rendered {' and '.join(empty)} would be empty")
+                continue
             yield {"inputs": out.inputs, "targets": out.targets,
                    "_template_idx": out.template_idx, "_example_index": index}
 
@@ -105,9 +145,13 @@ class FlanDataSource(seqio.DataSource):
         epochs = itertools.count()
 
         def batches():
-            rows = self.rendered(split, *shard, epoch=next(epochs))
-            while chunk := list(itertools.islice(rows, BATCH)):
-                yield {key: [row[key] for row in chunk] for key in _SIGNATURE}
+            try:
+                rows = self.rendered(split, *shard, epoch=next(epochs))
+                while chunk := list(itertools.islice(rows, BATCH)):
+                    yield {key: [row[key] for row in chunk] for key in _SIGNATURE}
+            except FlanJaxError as e:
+                _record(e, self.task_name)
+                raise
 
         constants = {"_task_name": self.task_name,
                      "_task_source": self.data.source.describe(),
@@ -118,6 +162,57 @@ class FlanDataSource(seqio.DataSource):
 
         ds = tf.data.Dataset.from_generator(batches, output_signature=_SIGNATURE)
         return ds.unbatch().map(add_metadata)
+
+
+_ERRORS_LOCK = threading.Lock()
+_ERRORS: list[FlanJaxError] = []
+_translators = 0  # `as_numpy` iterations running: they raise the error themselves
+
+
+def _record(error: FlanJaxError, task_name: str) -> None:
+    """Keeps an error raised inside a tf.data generator and, unless an `as_numpy` consumer
+    will raise it, logs it as one paragraph (tf.data hands its consumer, e.g. t5x, a
+    TensorFlow error wrapping the whole traceback)."""
+    with _ERRORS_LOCK:
+        _ERRORS.append(error)
+        del _ERRORS[:-10]
+        quiet = _translators > 0
+    if not quiet:
+        log.error("Data error in task %s: %s", task_name, error)
+
+
+def pipeline_error(error: Exception) -> FlanJaxError | None:
+    """The flan_jax error behind `error`, a TensorFlow error from iterating a dataset whose
+    generator failed; None if it came from elsewhere."""
+    if isinstance(error, FlanJaxError):
+        return error
+    text = str(error)
+    with _ERRORS_LOCK:
+        return next((e for e in reversed(_ERRORS) if str(e) and str(e) in text), None)
+
+
+def as_numpy(ds: tf.data.Dataset) -> Iterator[Any]:
+    """`ds.as_numpy_iterator()`, raising the flan_jax error behind a failed generator (one
+    paragraph naming task, row and field) instead of TensorFlow's wrapped traceback."""
+    global _translators
+    it = ds.as_numpy_iterator()
+    with _ERRORS_LOCK:
+        _translators += 1
+    try:
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except tf.errors.OpError as e:
+                cause = pipeline_error(e)
+                if cause is None:
+                    raise
+                raise cause from None
+            yield item
+    finally:
+        with _ERRORS_LOCK:
+            _translators -= 1
 
 
 def make_task(data: TaskData, style: str, vocabulary: seqio.Vocabulary,

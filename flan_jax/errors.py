@@ -33,3 +33,8 @@ class MissingDataError(FlanJaxError):
 
 class DataFormatError(FlanJaxError):
     """A data file has a malformed row; names the file and the line."""
+
+
+class EmptyFieldError(DataFormatError):
+    """A row whose input or target text is empty: filtered out (as FLAN does), not
+    malformed."""

@@ -2,8 +2,12 @@
 
     python -m flan_jax.eval --gin_file=gin/runs/eval_paper.gin \\
         --gin.CHECKPOINT_PATH=~/flan-t5-small --data_dir ~/eval_data
-    python -m flan_jax.eval --checkpoint random:tiny --data_dir tests/fixtures/eval \\
-        --benchmarks bbh,mgsm --tasks 'boolean*,de' --max_examples 2
+    FLAN_JAX_VOCAB=byte python -m flan_jax.eval --checkpoint random:tiny \\
+        --data_dir tests/fixtures/eval --benchmarks bbh,mgsm --tasks 'boolean*,de' --max_examples 2
+
+The vocabulary is the checkpoint's spiece.model (in a Hugging Face download such as
+~/flan-t5-small), else $FLAN_JAX_VOCAB (a local SentencePiece file, or 'byte'), else the T5
+model at gs://t5-data, which needs a network connection.
 
 Gin (`--gin_file`, `--gin.NAME=VALUE`) sets `flan_jax.eval.EvalConfig`; the plain flags
 below override it. DATA_DIR holds mmlu/, bbh/, mgsm/ (and optionally tensorflow_datasets/)

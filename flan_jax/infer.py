@@ -24,7 +24,6 @@ Every setting is also a gin binding of `flan_jax.infer.settings` (see gin/runs/i
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import json
 import math
@@ -191,17 +190,11 @@ def load_vocabulary(spec: str | None, checkpoint_path: str | None) -> Any:
     """--vocab, else spiece.model beside the checkpoint, else flan_jax's default."""
     from flan_jax import vocab as vocab_lib
 
-    if spec:
-        try:
-            return vocab_lib.resolve(spec)
-        except FileNotFoundError as e:
-            raise InferError(f"vocabulary {spec!r} not found (pass a SentencePiece .model "
-                             "file or 'byte')") from e
-    if checkpoint_path:
-        spiece = Path(checkpoint_path).expanduser() / "spiece.model"
-        if spiece.is_file():
-            return vocab_lib.resolve(str(spiece))
-    return vocab_lib.get_vocabulary()
+    try:
+        return vocab_lib.for_checkpoint(checkpoint_path, spec)
+    except FileNotFoundError as e:
+        raise InferError(f"vocabulary {spec!r} not found (pass a SentencePiece .model "
+                         "file or 'byte')") from e
 
 
 def check_vocab_size(vocab: Any, config: T5Config, what: str = "the vocabulary") -> None:
@@ -214,22 +207,16 @@ def check_vocab_size(vocab: Any, config: T5Config, what: str = "the vocabulary")
 
 
 def get_task(name: str, module: str | None) -> Any:
-    """The seqio Task or Mixture `name` (after importing `module`); InferError if unknown."""
-    import seqio
+    """The seqio Task or Mixture `name` (after importing `module`); a FlanJaxError naming
+    the closest registered names if unknown."""
+    from flan_jax.registry import get_mixture_or_task
 
     for mod in [m for m in (module, "flan_jax.catalog") if m]:
         try:
             importlib.import_module(mod)
         except ImportError as e:
             raise InferError(f"cannot import task module {mod!r}: {e}") from e
-    try:
-        return seqio.get_mixture_or_task(name)
-    except ValueError:
-        known = list(seqio.TaskRegistry.names()) + list(seqio.MixtureRegistry.names())
-        close = difflib.get_close_matches(name, known, n=5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise InferError(f"unknown task or mixture {name!r} ({len(known)} registered, "
-                         f"`python -m flan_jax.tasks list` lists them){hint}") from None
+    return get_mixture_or_task(name)
 
 
 # ----------------------------------------------------------------------------- task mode
@@ -255,6 +242,8 @@ def iter_examples(task_or_mixture: Any, split: str, lengths: dict[str, int],
     """
     import seqio
 
+    from flan_jax.datasource import as_numpy
+
     tasks = getattr(task_or_mixture, "tasks", None) if isinstance(
         task_or_mixture, seqio.Mixture) else None
     tasks = tasks or [task_or_mixture]
@@ -269,7 +258,7 @@ def iter_examples(task_or_mixture: Any, split: str, lengths: dict[str, int],
         ds = task.get_dataset(lengths, split=split, shuffle=False, num_epochs=1)
         if max_examples is not None:
             ds = ds.take(max_examples)
-        for example in ds.as_numpy_iterator():
+        for example in as_numpy(ds):
             yield task.name, example
 
 

@@ -70,7 +70,12 @@ def shares(catalog: Catalog, name: str, count: CountFn,
     return {t: r / total for t, r in rates.items() if r > 0} if total else {}
 
 
-def _cache_file() -> Path:
+def drop_missing() -> bool:
+    """Whether $FLAN_JAX_DROP_MISSING_TASKS asks to drop tasks whose data is missing."""
+    return os.environ.get(DROP_MISSING_ENV, "") in ("1", "true", "True")
+
+
+def cache_file() -> Path:
     return Path(os.environ.get(CACHE_ENV, "~/.cache/flan_jax")).expanduser() / "counts.json"
 
 
@@ -86,21 +91,28 @@ def _fingerprint(task: seqio.Task, split: str) -> str:
 
 def _measured_count(task: seqio.Task, split: str) -> int:
     """Counts by reading the source once; remembered in $FLAN_JAX_CACHE_DIR/counts.json."""
-    cache_file = _cache_file()
+    reason = task.source.data.source.check(split)
+    if reason:
+        raise MissingDataError({task.name: reason}, hint=(
+            "Its size is neither declared (num_examples in its YAML) nor known from metadata, "
+            "so counting it needs the data."))
+    path = cache_file()
     key = f"{task.source.data.spec.name}|{split}|{_fingerprint(task, split)}"
-    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    cache = json.loads(path.read_text()) if path.exists() else {}
     if key not in cache:
         logging.info("Counting examples of %s:%s (cached afterwards)", task.name, split)
         cache[key] = sum(1 for _ in task.source.data.source.iter_split(split))
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        tmp.replace(cache_file)
+        tmp.replace(path)
     return cache[key]
 
 
-def example_count(task_name: str, split: str = RATE_SPLIT) -> int:
-    """Examples in a registered task's split: declared, from metadata, or measured."""
+def counted(task_name: str, split: str = RATE_SPLIT) -> tuple[int, str]:
+    """(examples in a registered task's split, where that number comes from): 'declared'
+    (the task's YAML, or a plain seqio task's num_input_examples), the source's metadata
+    (e.g. 'TFDS metadata'), or 'measured' (read once, then cached)."""
     task = seqio.get_mixture_or_task(task_name)
     data = getattr(task.source, "data", None)
     if data is None:
@@ -108,11 +120,18 @@ def example_count(task_name: str, split: str = RATE_SPLIT) -> int:
         if n is None:
             raise CatalogError(task_name, "", "a plain seqio task in a mixture must declare "
                                               "num_input_examples for its source")
-        return n
+        return n, "declared"
     if split in data.spec.num_examples:
-        return data.spec.num_examples[split]
+        return data.spec.num_examples[split], "declared"
     n = data.source.count(split)
-    return n if n is not None else _measured_count(task, split)
+    if n is not None:
+        return n, data.source.count_origin
+    return _measured_count(task, split), "measured"
+
+
+def example_count(task_name: str, split: str = RATE_SPLIT) -> int:
+    """Examples in a registered task's split: declared, from metadata, or measured."""
+    return counted(task_name, split)[0]
 
 
 def find_missing(tasks: list[seqio.Task], split: str) -> dict[str, str]:
@@ -171,7 +190,7 @@ class FlanMixture(seqio.Mixture):
         missing = find_missing([t for t in self.tasks if not (use_cached and t.cache_dir)],
                                split)
         if missing:
-            if os.environ.get(DROP_MISSING_ENV, "") not in ("1", "true", "True"):
+            if not drop_missing():
                 raise MissingDataError(missing, hint=(
                     f"Provide the data, or set {DROP_MISSING_ENV}=1 to drop these tasks "
                     "from the mixture and renormalise its rates."))

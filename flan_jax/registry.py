@@ -14,6 +14,7 @@ The function runs when the catalog is loaded, so it must be cheap and read no da
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 import functools
 import os
@@ -263,3 +264,24 @@ def register_catalog(catalog: Catalog | None = None) -> Catalog:
 def registered_catalog() -> Catalog:
     """What `register_catalog` has registered so far (registering the default if nothing)."""
     return _REGISTERED if _REGISTERED is not None else register_catalog()
+
+
+def unknown_name(name: str, known: Iterable[str], what: str = "task or mixture") -> FlanJaxError:
+    """The error for an unknown name: how many names exist and the closest of them."""
+    known = sorted(set(known))
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return FlanJaxError(f"unknown {what} {name!r} ({len(known):,} registered; "
+                        f"`python -m flan_jax.tasks list` lists them){hint}")
+
+
+def get_mixture_or_task(name: str):
+    """seqio's Task or Mixture `name`, or a FlanJaxError naming the closest registered ones
+    (seqio itself raises a ValueError with no hint)."""
+    import seqio
+
+    try:
+        return seqio.get_mixture_or_task(name)
+    except ValueError:
+        raise unknown_name(name, [*seqio.TaskRegistry.names(),
+                                  *seqio.MixtureRegistry.names()]) from None

@@ -76,6 +76,7 @@ class SourceSpec:
     header: bool = False
     records: str = ""  # json files: dotted path of the list of examples (BBH: "examples")
     reader: str = ""  # "module:Class", a flan_jax.sources.Source subclass that reads `name`
+    max_malformed: float | None = None  # fraction of malformed rows tolerated (bad_rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +229,10 @@ def _read_source(r: _Reader) -> SourceSpec:
     if len(kinds) != 1:
         r.fail("", "give exactly one of 'tfds', 'files', 'generated' or 'reader'")
     kind = kinds[0]
+    max_malformed = r.get("max_malformed", float)
+    if max_malformed is not None and not 0.0 <= max_malformed <= 1.0:
+        r.fail("max_malformed", f"expected a fraction of rows between 0 and 1 (0.05 = 5%), "
+                                f"got {max_malformed!r}")
     splits = r.get("splits", Mapping, required=True)
     if not splits:
         r.fail("splits", "at least one split is required")
@@ -270,7 +275,7 @@ def _read_source(r: _Reader) -> SourceSpec:
         _require_string_splits(r, splits, "a TFDS split name")
         spec = SourceSpec(kind, dict(splits), name=name, data_dir=r.get("data_dir", str))
     r.done()
-    return spec
+    return dataclasses.replace(spec, max_malformed=max_malformed)
 
 
 def _read_parser(r: _Reader | None) -> ParserSpec:

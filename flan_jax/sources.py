@@ -3,12 +3,15 @@
 A source yields `(index, example)` pairs in a fixed canonical order, where the
 index is the example's position in its split; everything random downstream is
 keyed on that index, so the order never changes between runs or hosts.
-Examples are plain Python values (bytes decoded to str, arrays to lists).
+Examples are plain Python values (bytes decoded to str, arrays to lists); file rows are
+`Row`s that name their line, and a line that cannot be read is a `MalformedRow` in its
+place (the task's reader skips and counts it, see `flan_jax.bad_rows`).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import gzip
 import importlib
@@ -26,6 +29,24 @@ from flan_jax.errors import DataFormatError, FlanJaxError
 from flan_jax.schema import SourceSpec
 
 Example = dict[str, Any]
+
+
+class Row(dict):
+    """A raw example that knows where it came from (`where`: 'data.tsv line 12')."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, data: Example, where: str):
+        super().__init__(data)
+        self.where = where
+
+
+@dataclasses.dataclass(frozen=True)
+class MalformedRow:
+    """Stands in for a row that cannot be read, so later rows keep their indices."""
+
+    where: str
+    problem: str
 
 
 def import_function(ref: str) -> Callable[..., Any]:
@@ -69,6 +90,8 @@ def shard(items: Iterator[Any], shard_index: int, num_shards: int) -> Iterator[t
 class Source:
     """Base class; subclasses implement `_iter` and `check`."""
 
+    count_origin = "source metadata"  # what `count` is read from (mixture tables say it)
+
     def __init__(self, spec: SourceSpec, task_name: str, base_dir: str):
         self.spec, self.task_name, self.base_dir = spec, task_name, base_dir
 
@@ -104,6 +127,8 @@ class Source:
 
 class GeneratedSource(Source):
     """Examples produced by `fn(split, num_examples, seed)` named in the YAML."""
+
+    count_origin = "declared"
 
     def _iter(self, split, shard_index, num_shards):
         fn = import_function(self.spec.name)
@@ -163,7 +188,7 @@ class FileSource(Source):
         rows = itertools.chain.from_iterable(self._rows(p) for p in self.paths(split))
         return shard(rows, shard_index, num_shards)
 
-    def _rows(self, path: str) -> Iterator[Example]:
+    def _rows(self, path: str) -> Iterator[Example | MalformedRow]:
         with open_text(path) as f:
             if self.spec.format == "jsonl":
                 yield from self._jsonl_rows(path, f)
@@ -172,17 +197,20 @@ class FileSource(Source):
             else:
                 yield from self._delimited_rows(path, f)
 
-    def _jsonl_rows(self, path: str, f: io.TextIOBase) -> Iterator[Example]:
+    def _jsonl_rows(self, path: str, f: io.TextIOBase) -> Iterator[Example | MalformedRow]:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
                 continue
+            where = f"{path} line {line_no}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}:{line_no}: malformed JSON line: {e.msg}") from None
+                yield MalformedRow(where, f"malformed JSON line: {e.msg}")
+                continue
             if not isinstance(row, dict):
-                raise DataFormatError(f"{path}:{line_no}: expected a JSON object per line")
-            yield row
+                yield MalformedRow(where, "expected a JSON object per line")
+                continue
+            yield Row(row, where)
 
     def _json_records(self, path: str, f: io.TextIOBase) -> Iterator[Example]:
         try:
@@ -193,10 +221,13 @@ class FileSource(Source):
             if not isinstance(data, dict) or key not in data:
                 raise DataFormatError(f"{path}: no {self.spec.records!r} list in the JSON file")
             data = data[key]
-        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
+        if not isinstance(data, list):
             raise DataFormatError(f"{path}: expected a list of JSON objects"
                                   + (f" at {self.spec.records!r}" if self.spec.records else ""))
-        yield from data
+        for i, item in enumerate(data):
+            where = f"{path} {self.spec.records or 'item'}[{i}]"
+            yield Row(item, where) if isinstance(item, dict) else MalformedRow(
+                where, f"expected a JSON object, got {type(item).__name__}")
 
     def _delimited_rows(self, path: str, f: io.TextIOBase) -> Iterator[Example]:
         delimiter = "\t" if self.spec.format == "tsv" else ","
@@ -209,11 +240,12 @@ class FileSource(Source):
         for row in reader:
             if not row:
                 continue
+            where = f"{path} line {reader.line_num}"
             if len(row) != len(columns):
-                raise DataFormatError(
-                    f"{path}:{reader.line_num}: expected {len(columns)} columns "
-                    f"({', '.join(columns)}), found {len(row)}")
-            yield dict(zip(columns, row))
+                yield MalformedRow(where, f"expected {len(columns)} columns "
+                                          f"({', '.join(columns)}), found {len(row)}")
+            else:
+                yield Row(dict(zip(columns, row)), where)
 
     def describe(self):
         return f"{self.spec.format} files in {self.data_dir()}: " + ", ".join(
@@ -222,6 +254,8 @@ class FileSource(Source):
 
 class TfdsSource(Source):
     """A TFDS builder given as 'name/config:version', read without shuffling."""
+
+    count_origin = "TFDS metadata"
 
     def _builder(self):
         import tensorflow_datasets as tfds

@@ -3,13 +3,16 @@
   list [--collection C] [--style S]     one line per seqio task
   show NAME                             a task's source, templates and rates
   preview NAME [-n 5] [--seed S]        rendered inputs/targets with metadata
-  check [NAME ...] [--all]              can each task read its data? one line per task
-  stats [MIXTURE] [--csv FILE]          per-task rate and share; catalog size without MIXTURE
+  check [NAME ...] [--all] [--sample N] reads and renders every row (or the first N) of
+                                        each task: one line per task, with skipped rows
+  stats [MIXTURE] [--csv FILE]          per-task size (and where it comes from) and share;
+                                        catalog size without MIXTURE
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import itertools
 import random
@@ -17,8 +20,8 @@ import statistics
 import sys
 from collections.abc import Iterator
 
-from flan_jax import mixing, registry
-from flan_jax.errors import FlanJaxError
+from flan_jax import bad_rows, mixing, registry
+from flan_jax.errors import FlanJaxError, MissingDataError
 from flan_jax.registry import Catalog
 from flan_jax.schema import ALL_STYLES, TEMPLATE_GROUPS
 
@@ -35,8 +38,7 @@ def _seqio_names(catalog: Catalog, names: list[str]) -> list[str]:
         elif name in catalog.mixtures:
             out.extend(mixing.all_members(catalog, name))
         else:
-            raise FlanJaxError(f"unknown task or mixture {name!r}; "
-                               "`python -m flan_jax.tasks list` shows the names")
+            raise registry.unknown_name(name, [*styles, *catalog.tasks, *catalog.mixtures])
     return list(dict.fromkeys(out))
 
 
@@ -125,21 +127,56 @@ def cmd_preview(catalog: Catalog, args: argparse.Namespace) -> None:
         print(f"--- inputs:\n{ex['inputs']}\n--- targets:\n{ex['targets']}\n")
 
 
+def _read_rows(task, split: str, sample: int | None) -> bad_rows.RowCounter | None:
+    """Reads and renders a flan_jax task's rows (the first `sample` rendered ones, or all)
+    as training would; None for a plain seqio task, which is not read."""
+    source = task.source
+    if not hasattr(source, "rendered"):
+        return None
+    counter = source.data.counter(split)
+    for _ in itertools.islice(source.rendered(split, counter=counter), sample):
+        pass
+    counter.finish()
+    return counter
+
+
 def cmd_check(catalog: Catalog, args: argparse.Namespace) -> int:
     if not args.names and not args.all:
         raise FlanJaxError("name tasks/mixtures to check, or pass --all")
     names = list(catalog.task_styles()) if args.all else _seqio_names(catalog, args.names)
     tasks = [_task(n) for n in names]
     missing = mixing.find_missing(tasks, args.split)
+    failed, skipped = 0, []
     for task in tasks:
         if args.split not in task.splits:
             print(f"SKIP     {task.name}: no {args.split!r} split")
-        elif task.name in missing:
+            continue
+        if task.name in missing:
             print(f"MISSING  {task.name}: {missing[task.name]}")
-        else:
-            print(f"OK       {task.name}")
-    print(f"{len(tasks) - len(missing)} of {len(tasks)} tasks can load their data")
-    return 1 if missing else 0
+            failed += 1
+            continue
+        try:
+            counter = _read_rows(task, args.split, args.sample)
+        except FlanJaxError as e:  # its first line; a layout reminder may follow it
+            print(f"FAIL     {task.name}: {str(e).splitlines()[0]}")
+            failed += 1
+            continue
+        if counter is None:
+            print(f"OK       {task.name}: a plain seqio task (its rows are not read here)")
+            continue
+        used = counter.rows - counter.malformed - counter.empty
+        line = f"OK       {task.name}: {counter.rows:,} rows read, {used:,} rendered"
+        if counter.malformed or counter.empty:
+            skipped.append(task.name)
+            kinds = ", ".join(f"{n:,} {what}" for n, what in ((counter.malformed, "malformed"),
+                                                             (counter.empty, "empty")) if n)
+            line += f"; skipped {kinds}: {'; '.join(counter.problems)}"
+        print(line)
+    summary = f"{len(tasks) - failed} of {len(tasks)} tasks can read and render their data"
+    if skipped:
+        summary += f"; {len(skipped)} skipped some rows (empty, or malformed within the limit)"
+    print(summary + (f" (first {args.sample} rendered rows each)" if args.sample else ""))
+    return 1 if failed else 0
 
 
 def cmd_stats(catalog: Catalog, args: argparse.Namespace) -> None:
@@ -147,23 +184,45 @@ def cmd_stats(catalog: Catalog, args: argparse.Namespace) -> None:
         _catalog_size(catalog)
         return
     if args.mixture not in catalog.mixtures:
-        raise FlanJaxError(f"unknown mixture {args.mixture!r}; known: "
-                           f"{', '.join(sorted(catalog.mixtures)) or 'none'}")
-    shares = mixing.shares(catalog, args.mixture, mixing.example_count)
-    rows = []
-    for name in mixing.all_members(catalog, args.mixture):
-        n = mixing.example_count(name)
-        rows.append((name, n, 100.0 * shares.get(name, 0.0)))
+        raise registry.unknown_name(args.mixture, catalog.mixtures, "mixture")
+    members = mixing.all_members(catalog, args.mixture)
+    counts: dict[str, tuple[int, str]] = {}
+    missing: dict[str, str] = {}
+    for name in members:  # a task whose size needs data it lacks is left out, and said so
+        try:
+            counts[name] = mixing.counted(name)
+        except MissingDataError as e:
+            missing[name] = e.missing[name]
+    shares = mixing.shares(catalog, args.mixture, lambda t: counts[t][0], exclude=missing)
+    rows = [(name, *counts.get(name, (None, "no data")), 100.0 * shares.get(name, 0.0))
+            for name in members]
     width = max(len(r[0]) for r in rows)
     print(f"mixture {args.mixture}: {len(rows)} tasks")
-    print(f"{'task':<{width}}  {'train examples':>14}  {'share %':>8}")
-    for name, n, share in rows:
-        print(f"{name:<{width}}  {n:>14,}  {share:>8.3f}")
+    print(f"{'task':<{width}}  {'train examples':>14}  {'count from':<14} {'share %':>8}")
+    for name, n, origin, share in rows:
+        shown = f"{n:>14,}" if n is not None else f"{'-':>14}"
+        print(f"{name:<{width}}  {shown}  {origin:<14} {share:>8.3f}")
+    origins = collections.Counter(origin for _, _, origin, _ in rows)
+    print("count from: " + ", ".join(f"{origin} {n}" for origin, n in sorted(origins.items()))
+          + " (declared: the published size in the task's YAML; measured: read once and "
+          f"cached in {mixing.cache_file()})")
+    if missing:
+        training = (f"as training leaves them out ({mixing.DROP_MISSING_ENV}=1)"
+                    if mixing.drop_missing() else
+                    f"while training stops and lists them (unless {mixing.DROP_MISSING_ENV}=1)")
+        print(f"{len(missing)} task(s) have neither their data nor a declared size and are left "
+              f"out of the shares here, {training}:")
+        for name, reason in list(missing.items())[:10]:
+            print(f"  - {name}: {reason}")
+        if len(missing) > 10:
+            print(f"  - ... and {len(missing) - 10} more (`python -m flan_jax.tasks check "
+                  f"{args.mixture}` lists them)")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["task", "train_examples", "share"])
-            writer.writerows((name, n, share / 100) for name, n, share in rows)
+            writer.writerow(["task", "train_examples", "count_from", "share"])
+            writer.writerows((name, "" if n is None else n, origin, share / 100)
+                             for name, n, origin, share in rows)
         print(f"wrote {args.csv}")
 
 
@@ -205,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("--all", action="store_true")
     p.add_argument("--split", default="train")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="read only the first N rendered rows of each task (default: all)")
     p = sub.add_parser("stats", help="mixture rates, or catalog size")
     p.add_argument("mixture", nargs="?")
     p.add_argument("--csv")

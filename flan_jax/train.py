@@ -107,6 +107,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         seqio.add_global_cache_dirs(list(cache_dirs))
     with gin.unlock_config():  # the task module may declare gin configurables
         importlib.import_module(mixture_or_task_module or "flan_jax.catalog")
+    training_data.task_names(mixture_or_task_name)  # an unknown name stops here, with hints
     config = model_config
     optimizer = optimizer if optimizer is not None else optimizers.make_optimizer()
     model_dir = Path(model_dir).expanduser().absolute()
@@ -147,7 +148,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     train_iter = training_data.train_iterator(
         mixture_or_task_name, task_feature_lengths, host_batch, seed=seed, pack=pack,
         shard_info=shard, consumed=data_state["batches_consumed"],
-        shuffle_buffer_size=shuffle_buffer_size, use_cached=use_cached)
+        shuffle_buffer_size=shuffle_buffer_size, use_cached=use_cached,
+        report_path=model_dir / f"data_report{_host_suffix()}.json")
     eval_name = eval_mixture_or_task_name or mixture_or_task_name
     eval_batches = training_data.eval_batches(eval_name, task_feature_lengths, host_batch,
                                               eval_steps, split="validation", pack=pack,
@@ -241,6 +243,13 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                             held_out=[t for t in eval_sets if t not in trained_on])
     summary["step"] = last_good
     return summary
+
+
+def _host_suffix() -> str:
+    """'' on one host, '.hostN' on host N of several (each reads its own shard)."""
+    import jax
+
+    return f".host{jax.process_index()}" if jax.process_count() > 1 else ""
 
 
 def _macro_for(message: str) -> str | None:
@@ -344,8 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as e:
         _fail(str(e))
         return 1
-    except FlanJaxError as e:
-        return _fail(str(e))
+    except FlanJaxError as e:  # gin appends "In call to configurable 'train' (...)": drop it
+        return _fail(str(e).split("\n  In call to configurable")[0])
     return 0
 
 

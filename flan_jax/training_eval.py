@@ -24,9 +24,11 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from flan_jax.datasource import as_numpy, pipeline_error
 from flan_jax.decoding import greedy_decode
 from flan_jax.errors import FlanJaxError
 from flan_jax.models.config import T5Config
+from flan_jax.registry import get_mixture_or_task
 from flan_jax.templates import OPTION_HEADERS
 
 PredictFn = Callable[..., list[tuple[int, list[int]]]]
@@ -84,10 +86,9 @@ def load_eval_set(task_name: str, split: str, sequence_length: Mapping[str, int]
     the baselines of those examples."""
     where = "train.infer_eval_tasks"
     try:
-        task = seqio.get_mixture_or_task(task_name)
-    except ValueError:
-        raise FlanJaxError(f"{where}: no task named {task_name!r} is registered (list them "
-                           "with `python -m flan_jax.tasks list`)") from None
+        task = get_mixture_or_task(task_name)
+    except FlanJaxError as e:
+        raise FlanJaxError(f"{where}: {e}") from None
     if not isinstance(task, seqio.Task):
         raise FlanJaxError(f"{where} takes tasks, not mixtures: {task_name}")
     if split not in task.splits:
@@ -95,16 +96,22 @@ def load_eval_set(task_name: str, split: str, sequence_length: Mapping[str, int]
                            f"{', '.join(task.splits)}); set train.infer_eval_split")
     if not task.metric_objs:
         raise FlanJaxError(f"{where}: task {task_name} has no metrics to evaluate")
-    with _without_evaluator_warnings():
-        evaluator = seqio.Evaluator(
-            mixture_or_task_name=task_name,
-            feature_converter=seqio.EncDecFeatureConverter(pack=False),
-            eval_split=split, sequence_length=dict(sequence_length),
-            num_examples=num_examples, use_memory_cache=True,
-            async_compute_metrics=False, logger_cls=())
+    try:
+        with _without_evaluator_warnings():
+            evaluator = seqio.Evaluator(
+                mixture_or_task_name=task_name,
+                feature_converter=seqio.EncDecFeatureConverter(pack=False),
+                eval_split=split, sequence_length=dict(sequence_length),
+                num_examples=num_examples, use_memory_cache=True,
+                async_compute_metrics=False, logger_cls=())
+    except tf.errors.OpError as e:  # a data error while seqio caches the examples
+        cause = pipeline_error(e)
+        if cause is None:
+            raise
+        raise cause from None
     # The targets seqio's metrics see: `targets_pretokenized`, postprocessed.
     targets, options = [], []
-    for ex in evaluator.cached_task_datasets[task_name].as_numpy_iterator():
+    for ex in as_numpy(evaluator.cached_task_datasets[task_name]):
         targets.append(task.postprocess_fn(ex["targets_pretokenized"].decode(), example=ex,
                                            is_target=True))
         options.append(count_options(ex["inputs_pretokenized"].decode()))

@@ -1,4 +1,5 @@
-"""Shared test set-up: a byte vocabulary, quiet TensorFlow, a private count cache."""
+"""Shared test set-up: a byte vocabulary, quiet TensorFlow, a private count cache, and
+fresh skipped-row counts."""
 
 import os
 from pathlib import Path
@@ -14,4 +15,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 @pytest.fixture(autouse=True)
 def _count_cache(tmp_path, monkeypatch):
+    from flan_jax import bad_rows
+
     monkeypatch.setenv("FLAN_JAX_CACHE_DIR", str(tmp_path / "cache"))
+    bad_rows.reset()

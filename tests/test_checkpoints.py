@@ -396,6 +396,66 @@ def test_t5x_missing_and_damaged_arrays_are_named(tmp_path):
     )
 
 
+# t5x's current layout: a checkpoint the real t5x wrote (tests/fixtures/t5x_orbax_tiny)
+
+T5X_ORBAX = Path(__file__).parent / "fixtures" / "t5x_orbax_tiny"
+TINY_T5X = T5Config(vocab_size=384, d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2,
+                    num_heads=4, d_kv=8)
+
+
+def test_t5x_orbax_checkpoint_reproduces_t5x_logits():
+    for path in (T5X_ORBAX, T5X_ORBAX / "checkpoint_4", T5X_ORBAX / "checkpoint_4" / "state"):
+        assert detect_format(path) == "t5x"
+    params, config = load_any(T5X_ORBAX)
+    assert config == TINY_T5X.replace(dropout_rate=config.dropout_rate)  # from the shapes
+    reference = np.load(T5X_ORBAX / "reference_logits.npz")
+    logits = Transformer(config).apply(
+        {"params": params}, reference["encoder_input_tokens"],
+        reference["decoder_input_tokens"], reference["decoder_target_tokens"])
+    np.testing.assert_allclose(np.asarray(logits), reference["logits"], atol=1e-5, rtol=0)
+    # INITIAL_CHECKPOINT_PATH: the run's config is checked against the checkpoint.
+    assert load_any(T5X_ORBAX / "checkpoint_4", config=TINY_T5X)[1] is TINY_T5X
+    with pytest.raises(CheckpointError, match="shape"):
+        load_any(T5X_ORBAX, config=TINY_T5X.replace(d_ff=48))
+
+
+def test_t5x_orbax_layout_is_written_as_t5x_writes_it(tmp_path):
+    params, config = load_any(T5X_ORBAX)
+    written = save_t5x(tmp_path / "model", params, config, step=4, t5x_layout="orbax")
+    assert written == tmp_path / "model" / "checkpoint_4"
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["checkpoint_4"]
+
+    def tree(directory: Path) -> dict:
+        return json.loads((directory / "state" / "_METADATA").read_text())["tree_metadata"]
+
+    ours, theirs = tree(written), tree(T5X_ORBAX / "checkpoint_4")
+    assert {k for k in ours if k.startswith("('target'")} == \
+        {k for k in theirs if k.startswith("('target'")}
+    assert "('state', 'step')" in ours and "('state', 'step')" in theirs
+
+    def handlers(directory: Path) -> dict:
+        return json.loads((directory / "_CHECKPOINT_METADATA").read_text())["item_handlers"]
+
+    assert handlers(written)["state"] == handlers(T5X_ORBAX / "checkpoint_4")["state"]
+    restored, restored_config = load_t5x(tmp_path / "model")
+    _assert_same_tree(restored, params)
+    assert restored_config == config
+    bf16 = {k: v.astype(ml_dtypes.bfloat16) for k, v in flatten(params).items()}
+    _assert_same_tree(load_t5x(save_t5x(tmp_path / "bf16", unflatten(bf16), config,
+                                        t5x_layout="orbax"))[0], unflatten(bf16))
+
+
+def test_t5x_orbax_damaged_checkpoint_is_named(tmp_path):
+    shutil.copytree(T5X_ORBAX / "checkpoint_4", tmp_path / "checkpoint_4")
+    data_dir = tmp_path / "checkpoint_4" / "state" / "ocdbt.process_0" / "d"
+    for chunk in data_dir.iterdir():
+        chunk.chmod(0o644)
+        chunk.write_bytes(chunk.read_bytes()[:20])
+    with pytest.raises(CheckpointError, match="checkpoint_4/state: cannot restore the orbax") as e:
+        load_any(tmp_path)
+    assert "incomplete or damaged" in str(e.value)
+
+
 def test_tensorflow_checkpoint_is_recognised(tmp_path):
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-100"\n')
     with pytest.raises(CheckpointError, match="TensorFlow"):

@@ -61,6 +61,28 @@ def test_hf_to_t5x_to_hf_subprocess(hf_dir, tmp_path):
     )
 
 
+def test_current_t5x_checkpoint_to_hf_gives_t5x_logits_in_transformers(tmp_path, capsys):
+    """The orbax checkpoint the real t5x wrote -> Hugging Face -> transformers' own T5."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    source = ROOT / "tests" / "fixtures" / "t5x_orbax_tiny"
+    assert main(["--to", "hf", str(source), str(tmp_path / "hf")]) == 0
+    assert "(t5x) ->" in capsys.readouterr().out
+    model = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    reference = np.load(source / "reference_logits.npz")
+    encoder = torch.tensor(reference["encoder_input_tokens"])
+    with torch.no_grad():
+        logits = model(input_ids=encoder, attention_mask=encoder > 0,
+                       decoder_input_ids=torch.tensor(reference["decoder_input_tokens"])).logits
+    np.testing.assert_allclose(logits.numpy(), reference["logits"], atol=1e-5, rtol=0)
+    # ... and back to t5x's current layout, asked for by name.
+    assert main(["--to", "t5x", "--t5x_layout", "orbax", str(tmp_path / "hf"),
+                 str(tmp_path / "t5x")]) == 0
+    assert "(t5x, orbax)" in capsys.readouterr().out
+    assert (tmp_path / "t5x" / "checkpoint_0" / "state" / "_METADATA").is_file()
+    assert not (tmp_path / "t5x" / "checkpoint_0" / "checkpoint").exists()
+
+
 def test_dtype_cast_to_flan_jax(hf_dir, tmp_path, capsys):
     assert main(["--to", "flan_jax", "--dtype", "bfloat16", str(hf_dir), str(tmp_path / "fj")]) == 0
     assert "bfloat16" in capsys.readouterr().out
@@ -94,5 +116,7 @@ def test_help_explains_layouts(capsys):
         "t5x",
         "flan_jax",
         "weights_only",
+        "orbax",
+        "--t5x_layout",
     ):
         assert word in text

@@ -9,7 +9,7 @@ import seqio
 
 from flan_jax import mixing, tasks
 from flan_jax.collections import cot
-from flan_jax.datasource import FlanDataSource, TaskData
+from flan_jax.datasource import FlanDataSource, TaskData, as_numpy
 from flan_jax.errors import DataFormatError, MissingDataError
 from flan_jax.registry import load_catalog, register_catalog
 
@@ -220,11 +220,17 @@ def test_malformed_row_names_the_file_and_line(catalog, tmp_path, monkeypatch):
         f.write("How many legs do 3 spiders have?\t24\n")  # line 9: the rationale is missing
     monkeypatch.setenv(ENV, str(tmp_path / "cot"))
     data = TaskData(catalog.tasks["cot_gsm8k"])
-    with pytest.raises(DataFormatError, match=r"gsm8k_train\.tsv:9: expected 3 columns"):
+    # 1 malformed row of 9 is over the 5% limit: the task stops, naming task, file and line.
+    message = (r"task 'cot_gsm8k' .*split 'train': 1 of the 9 rows read are malformed.*"
+               r"gsm8k_train\.tsv line 9: expected 3 columns \(question, answer, rationale\)")
+    with pytest.raises(DataFormatError, match=message):
         list(data.examples("train"))
+    # Through seqio's tf.data pipeline: the same one message, not TensorFlow's traceback.
     source = FlanDataSource(data, "zs_cot", seqio.ByteVocabulary())
-    with pytest.raises(Exception, match=r"gsm8k_train\.tsv:9"):
-        list(source.get_dataset("train").as_numpy_iterator())
+    with pytest.raises(DataFormatError, match=message):
+        list(as_numpy(source.get_dataset("train")))
+    monkeypatch.setenv("FLAN_JAX_MAX_MALFORMED", "0.2")  # a looser limit: skipped, counted
+    assert len(list(data.examples("train"))) == 8
 
 
 def test_parser_unescapes_and_rejects_empty_fields():
@@ -244,12 +250,34 @@ def test_tasks_cli_check(capsys, monkeypatch):
     names = sorted(f"cot_{d}_{s}" for d in ROWS for s in STYLES)
     assert tasks.main(["check", "cot_submix"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert sorted(line.split()[1] for line in lines[:-1]) == names
+    assert sorted(line.split()[1].rstrip(":") for line in lines[:-1]) == names
     assert all(line.startswith("OK       cot_") for line in lines[:-1])
-    assert lines[-1] == "36 of 36 tasks can load their data"
+    assert lines[-1] == "36 of 36 tasks can read and render their data"
     monkeypatch.delenv(ENV)
     assert tasks.main(["check", "cot_submix"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[1].rstrip(":") for line in lines[:-1]) == names
     assert all(line.startswith("MISSING  cot_") and f"${ENV}" in line for line in lines[:-1])
-    assert lines[-1] == "0 of 36 tasks can load their data"
+    assert lines[-1] == "0 of 36 tasks can read and render their data"
+
+
+@pytest.mark.parametrize("drop", ["", "1"])
+def test_stats_with_files_missing_prints_the_table_and_names_them(tmp_path, monkeypatch, capsys,
+                                                                  drop):
+    """Two of the nine TSVs absent (with or without FLAN_JAX_DROP_MISSING_TASKS): no
+    FileNotFoundError from the count cache's fingerprint; the others keep their shares."""
+    shutil.copytree(COT_DATA, tmp_path / "cot")
+    for name in ("aqua", "qed"):
+        (tmp_path / "cot" / f"{name}_train.tsv").unlink()
+    monkeypatch.setenv(ENV, str(tmp_path / "cot"))
+    monkeypatch.setenv(mixing.DROP_MISSING_ENV, drop)
+    assert tasks.main(["stats", "cot_submix"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:38]}
+    assert rows["cot_aqua_zs_cot"] == ["-", "no", "data", "0.000"]
+    assert rows["cot_gsm8k_zs_cot"][:2] == ["8", "measured"]
+    present = sum(n for name, n in ROWS.items() if name not in ("aqua", "qed"))
+    # zs : fs : zs_inv : fs_inv = 1 : 1 : 0.3 : 0.3 over the seven datasets with data
+    assert float(rows["cot_gsm8k_zs_cot"][2]) == pytest.approx(100 / 2.6 * 8 / present, abs=1e-3)
+    assert "8 task(s) have neither their data nor a declared size" in out
+    assert f"cot_qed_fs_inv: data file not found: {tmp_path / 'cot' / 'qed_train.tsv'}" in out

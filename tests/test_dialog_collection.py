@@ -327,15 +327,16 @@ def test_empty_dialog_is_a_clear_error_naming_task_and_example(catalog):
            dict(REAL[("wiki_dialog", "validation")][1], utterances=[], author_num=[], pid="x9")]
     with mock(bad):
         data = TaskData(spec)
-        with pytest.raises(DataFormatError, match=r"task 'dialog_wiki_dialog', validation "
-                           r"example 1 \(TFDS wiki_dialog/OQ:1\.0\.0.*'x9' has an empty dialog"):
+        with pytest.raises(DataFormatError, match=r"task 'dialog_wiki_dialog' \(TFDS "
+                           r"wiki_dialog/OQ:1\.0\.0.*split 'validation'.*validation example 1: "
+                           r".*'x9' has an empty dialog"):
             list(data.examples("validation"))
         with pytest.raises(Exception, match="dialog_wiki_dialog.*example 1.*empty dialog"):
             rows(spec.task_name("zs_noopt"))
 
     qspec = catalog.tasks["dialog_qrecc"]
     with mock([qrecc([], "  ", "An answer.", conversation=4, turn=1)]):
-        with pytest.raises(DataFormatError, match=r"task 'dialog_qrecc', validation example 0 "
+        with pytest.raises(DataFormatError, match=r"task 'dialog_qrecc' .*validation example 0: "
                            r".*conversation 4, turn 1 has an empty question and no context"):
             list(TaskData(qspec).examples("validation"))
 

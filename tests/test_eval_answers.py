@@ -152,6 +152,56 @@ def test_mgsm_exemplars_english_built_in_and_missing_language(tmp_path, monkeypa
         prompts.mgsm_prompt("de")
 
 
+MGSM_DIR = FIXTURES / "eval" / "mgsm"
+
+
+def test_official_mgsm_exemplars_file_is_read_as_data(tmp_path, monkeypatch):
+    """url-nlp's mgsm/exemplars.py layout: literals only, labels dropped, numbers attached."""
+    monkeypatch.setenv(bm.MGSM_EXEMPLARS_ENV, str(MGSM_DIR / "exemplars.py"))
+    de = prompts.mgsm_prompt("de")
+    assert de.exemplars[1] == prompts.Exemplar(
+        "Ein Regal hat 3 Fächer mit je 10 Büchern. Wie viele Bücher sind es?",
+        "3 mal 10 ist 30. Die Antwort ist 30.", "30")
+    assert de.cot().startswith("Q: Max hat 4 Kekse und bekommt 3 dazu. Wie viele Kekse hat "
+                               "er?\nA: Max hat 4 Kekse. 4 + 3 = 7. Die Antwort ist 7.\n\n")
+    assert prompts.mgsm_prompt("ru").exemplars[0].question == (
+        "У Маши было 4 яблока, ей дали ещё 3. Сколько яблок у Маши?")  # \u escapes decoded
+    # Found in the MGSM directory without the variable (the JSON file wins when both exist).
+    monkeypatch.delenv(bm.MGSM_EXEMPLARS_ENV)
+    (tmp_path / "exemplars.py").write_bytes((MGSM_DIR / "exemplars.py").read_bytes())
+    monkeypatch.setenv(bm.MGSM_DIR_ENV, str(tmp_path))
+    assert prompts.mgsm_exemplars_path() == str(tmp_path / "exemplars.py")
+    monkeypatch.setenv(bm.MGSM_DIR_ENV, str(MGSM_DIR))
+    assert prompts.mgsm_exemplars_path() == str(MGSM_DIR / "mgsm_exemplars.json")
+
+
+def test_official_mgsm_exemplars_file_is_never_run(tmp_path):
+    sentinel = tmp_path / "ran"
+    evil = tmp_path / "exemplars.py"
+    evil.write_text(f"import os\nopen({str(sentinel)!r}, 'w')\n"
+                    "EXEMPLAR_NUMBER_ANSWERS = [1]\n"
+                    "MGSM_EXEMPLARS = {'de': {'1': {'q': 'Frage: a?', 'a': 'Antwort: 1.'}}}\n")
+    assert prompts.read_official_mgsm_exemplars(str(evil))["de"][0]["question"] == "a?"
+    assert not sentinel.exists()
+    call = tmp_path / "call.py"
+    call.write_text("EXEMPLAR_NUMBER_ANSWERS = [1]\nMGSM_EXEMPLARS = dict(de=__import__('os'))\n")
+    with pytest.raises(prompts.DataFormatError, match=r"call.py:2: MGSM_EXEMPLARS is not a "
+                                                      r"literal"):
+        prompts.read_official_mgsm_exemplars(str(call))
+
+
+def test_tasks_check_reports_missing_mgsm_exemplars(monkeypatch, capsys):
+    from flan_jax import tasks
+
+    monkeypatch.setenv(bm.MGSM_DIR_ENV, str(MGSM_DIR))  # its JSON holds German only
+    monkeypatch.delenv(bm.MGSM_EXEMPLARS_ENV, raising=False)
+    assert tasks.main(["check", "mgsm_de", "--split", "test"]) == 0
+    assert tasks.main(["check", "mgsm_fr", "--split", "test"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL     mgsm_fr_zs_cot: no MGSM exemplars for language 'fr'" in out
+    assert "OK       mgsm_de_zs_cot: 2 rows read, 2 rendered" in out
+
+
 def test_eval_catalog_loads_with_the_rest():
     eval_tasks = load_catalog([CATALOG_DIR / "eval"]).tasks
     assert len(eval_tasks) == 57 * 2 + 27 + 11 + 8

@@ -109,7 +109,7 @@ def test_missing_file_lists_the_expected_layout(tmp_path):
 
 @pytest.mark.parametrize("benchmark, task, relpath, content, expected", [
     ("mmlu", "astronomy", "mmlu/data/test/astronomy_test.csv",
-     "Q1?,a,b,c,d,A\nQ2?,a,b,c,B\n", r"astronomy_test.csv:2: expected 6 columns"),
+     "Q1?,a,b,c,d,A\nQ2?,a,b,c,B\n", r"astronomy_test.csv line 2: expected 6 columns"),
     ("mgsm", "en", "mgsm/mgsm_en.tsv", "Q1?\t3\nQ2?\tmany\n",
      r"mgsm_en.tsv:2: answer 'many' is not an integer"),
     ("bbh", "word_sorting", "bbh/bbh/word_sorting.json", '{"canary": "x",\n "examples": [,]}',
@@ -141,3 +141,47 @@ def test_plan_and_cli_flags(tmp_path):
     assert cfg.checkpoint_path == str(tmp_path) and cfg.self_consistency_samples == 4
     assert cfg.benchmarks == ("mmlu", "bbh") and cfg.max_examples == 3
     assert cfg.tasks == ("anatomy",) and cfg.modes == ["direct", "cot"]
+
+
+def test_bbh_targets_that_are_not_option_letters_are_scored_as_text_and_noted(tmp_path):
+    """movie_recommendation #163 upstream: target "Monsters, Inc" where "(B)" belongs. BBH's
+    exact-match evaluation credits only an answer that spells the title; so do we, and the
+    report says so (it used to be an empty gold answer: wrong whatever the model said)."""
+    from flan_jax.evaluation.runner import Unit, _score
+
+    unit = Unit("bbh_cot", "bbh", "movie_recommendation", "bbh_movie_recommendation",
+                "zs_cot", "test", True)
+    title = "... so the answer is Monsters, Inc."
+    assert _score(unit, "Monsters, Inc", {}, title)[1:3] == ("monsters inc", 100.0)
+    assert _score(unit, "Monsters, Inc", {}, "So the answer is (B).")[2] == 0.0  # as BBH's
+    assert _score(unit, "(C)", {}, "So the answer is (C).")[1:3] == ("(C)", 100.0)
+    cfg = EvalConfig(checkpoint_path="random:tiny", data_dir=str(EVAL_DATA), benchmarks=("bbh",),
+                     tasks=("movie_recommendation",), modes=("direct",),
+                     output_dir=str(tmp_path / "out"), **FAST)
+    out = run(cfg)
+    assert ("BBH movie_recommendation: 1 target(s) are not choice answers (#1 'Monsters, Inc'); "
+            "each is scored by matching the answer text") in "\n".join(out["notes"])
+    records = [json.loads(x) for x in (tmp_path / "out" / "predictions.jsonl").open()]
+    assert [r["gold"] for r in records] == ["(A)", "monsters inc", "(C)"]
+
+
+def test_unreadable_vocabulary_is_one_message_saying_what_to_set(tmp_path, monkeypatch, capsys):
+    """The gs:// default offline (here: a file that is no SentencePiece model) used to end in
+    a TensorFlow traceback at the first tokenization."""
+    bad = tmp_path / "not_spm.model"
+    bad.write_bytes(b"not a sentencepiece model")
+    monkeypatch.setenv("FLAN_JAX_VOCAB", str(bad))
+    args = ["--data_dir", str(EVAL_DATA), "--benchmarks", "bbh", "--tasks", "boolean*",
+            "--max_examples", "1", "--output_dir", str(tmp_path / "out"), "--no_progress"]
+    assert eval_cli.main(["--checkpoint", "random:tiny", *args]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the vocabulary {bad} cannot be read (")
+    assert "set $FLAN_JAX_VOCAB" in err and "spiece.model of a Hugging Face" in err
+    assert "Traceback" not in err
+    # A Hugging Face checkpoint's own spiece.model comes first.
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "spiece.model").write_bytes(b"junk")
+    monkeypatch.setenv("FLAN_JAX_VOCAB", "byte")
+    assert eval_cli.main(["--checkpoint", str(tmp_path / "hf"), *args]) == 1
+    assert f"the vocabulary {tmp_path / 'hf' / 'spiece.model'} cannot be read" in \
+        capsys.readouterr().err

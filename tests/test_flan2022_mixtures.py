@@ -101,3 +101,29 @@ def test_cot_ablation(catalog):
         pytest.approx({"cot": 1.0})
     assert mixing.shares(catalog, "flan_ablation_cot_and_non_cot", count) == pytest.approx(
         mixing.shares(catalog, "flan_paper_submix", count))
+
+
+def test_stats_prints_flan2022_offline_with_declared_flan2021_sizes(tmp_path, monkeypatch,
+                                                                    capsys):
+    """No data at all: the Flan 2021 TFDS tasks' published train sizes are declared, T0's
+    too; NIv2, CoT and Dialog (sizes unknown without data) are listed as such."""
+    from flan_jax import tasks
+
+    for env in ("FLAN_JAX_NIV2_DIR", "FLAN_JAX_COT_DIR", mixing.DROP_MISSING_ENV):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "no_tfds_data"))
+    assert tasks.main(["stats", "flan2022_submix"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {x.split()[0]: x.split()[1:] for x in lines[2:] if x.split()[0].count("_") > 1}
+    # TFDS catalog sizes; a split slice (para_crawl train[0%:32%]) with TFDS's rounding.
+    assert rows["flan2021_cola_zs_opt"][:2] == ["8,551", "declared"]
+    assert rows["flan2021_story_cloze_zs_opt"][:2] == ["1,871", "declared"]  # its validation
+    assert rows["flan2021_true_case_zs_noopt"][:2] == ["772,766", "declared"]
+    assert rows["flan2021_wmt16_ru_en_zs_noopt"][:2] == ["2,516,162", "declared"]
+    assert rows["cot_gsm8k_zs_cot"][:3] == ["-", "no", "data"]
+    flan2021 = [r for name, r in rows.items() if name.startswith("flan2021_")]
+    assert flan2021 and all(r[1] == "declared" for r in flan2021)
+    # Flan 2021 and T0 keep their 0.40 : 0.32 weights once the others are left out.
+    share = sum(float(r[-1]) for r in flan2021)
+    assert share == pytest.approx(100 * 0.40 / 0.72, abs=0.1)  # rows print 3 decimals
+    assert any(x.startswith("count from: declared") and "no data" in x for x in lines)

@@ -52,6 +52,19 @@ def test_prompts_equal_greedy_decoding_and_hf_generate(hf_dir, capsys):
         assert infer.strip_eos(hf) == expected
 
 
+def test_prompt_from_the_current_t5x_layout(capsys):
+    """flan_jax.infer on a checkpoint the real t5x wrote (orbax `state/`)."""
+    fixture = REPO / "tests" / "fixtures" / "t5x_orbax_tiny"
+    assert infer.main(["--checkpoint", str(fixture), "--vocab", "byte", "--max_decode_length",
+                       "6", "--prompt", "hello"]) == 0
+    params, config = checkpoints.load_any(fixture)
+    vocab = seqio.ByteVocabulary()
+    ours = decoding.greedy_decode(params, np.array([infer.encode_prompt(vocab, "hello", 512)],
+                                                   np.int32), config=config, max_decode_length=6)
+    expected = vocab.decode(infer.strip_eos(np.asarray(ours.tokens)[0]))
+    assert capsys.readouterr().out.splitlines() == [expected]
+
+
 def test_beam_and_sampling_run(hf_dir, capsys):
     base = ["--checkpoint", str(hf_dir), "--vocab", "byte", "--max_decode_length", "6",
             "--prompt", "hello", "--json"]

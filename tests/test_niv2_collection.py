@@ -14,7 +14,13 @@ import seqio
 from flan_jax import mixing, tasks
 from flan_jax.collections import niv2
 from flan_jax.datasource import FlanDataSource, TaskData
-from flan_jax.errors import CatalogError, DataFormatError, FlanJaxError, MissingDataError
+from flan_jax.errors import (
+    CatalogError,
+    DataFormatError,
+    EmptyFieldError,
+    FlanJaxError,
+    MissingDataError,
+)
 from flan_jax.registry import CATALOG_DIR, load_catalog, register_catalog
 from flan_jax.templates import OPTION_HEADERS
 
@@ -239,10 +245,15 @@ def test_parse_takes_the_first_output():
     assert niv2.parse({**base, "id": "t-1", "input": " q ", "output": ["a", "b"]})["answer"] == "a"
     assert niv2.parse({**base, "input": "q", "output": ["", " b "]})["answer"] == "b"
     assert niv2.parse({**base, "input": "q", "output": "c"})["answer"] == "c"  # exemplars
-    with pytest.raises(DataFormatError, match="example 't-9' has no output"):
+    assert niv2.parse({**base, "input": 12, "output": [3]})["answer"] == "3"  # numbers as text
+    with pytest.raises(DataFormatError, match="field 'output' should be a non-empty list"):
         niv2.parse({**base, "id": "t-9", "input": "q", "output": []})
-    with pytest.raises(DataFormatError, match="has no 'input'"):
+    with pytest.raises(DataFormatError, match="field 'input' should be text, got None"):
         niv2.parse({**base, "id": "t-9", "output": ["a"]})
+    with pytest.raises(EmptyFieldError, match="field 'output' has no non-empty answer"):
+        niv2.parse({**base, "input": "q", "output": [""]})
+    with pytest.raises(EmptyFieldError, match="field 'input' is empty"):
+        niv2.parse({**base, "input": " ", "output": ["a"]})
 
 
 def test_submix_shares_with_the_cap(catalog, tmp_path):
@@ -365,7 +376,7 @@ def test_tasks_cli_check(capsys, monkeypatch):
     monkeypatch.setenv("FLAN_JAX_TASK_PATHS", "")
     assert tasks.main(["check", "niv2_submix"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == "6 of 6 tasks can load their data"
+    assert lines[-1] == "6 of 6 tasks can read and render their data"
     assert all(line.startswith("OK       niv2_task00") for line in lines[:-1])
 
 

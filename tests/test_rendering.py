@@ -6,6 +6,7 @@ import re
 import pytest
 import seqio
 
+from flan_jax import bad_rows
 from flan_jax.datasource import FlanDataSource
 from flan_jax.registry import load_catalog, register_catalog
 from flan_jax.templates import Renderer
@@ -145,7 +146,7 @@ def test_files_of_each_format(catalog):
     assert len(validation) == 10  # gzip JSONL
 
 
-def test_malformed_row_names_task_split_and_index(tmp_path):
+def test_malformed_row_is_skipped_counted_and_named(tmp_path, monkeypatch):
     import shutil
 
     from flan_jax.errors import DataFormatError
@@ -157,12 +158,19 @@ def test_malformed_row_names_task_split_and_index(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     register_catalog(load_catalog([tmp_path / "toy"]))
     data = seqio.get_mixture_or_task("toy_add_zs_opt").source.data
-    with pytest.raises(DataFormatError, match=r"'toy_add', train example 3 .*add_train.jsonl"
-                                              r".*label 5 .*not an index"):
+    # 1 of 40 rows is within the 5% limit: skipped and counted, later indices unchanged.
+    assert [i for i, _ in data.examples("train")] == [i for i in range(40) if i != 3]
+    report = next(r for r in bad_rows.reports() if r.task == "toy_add")
+    assert (report.rows, report.malformed) == (40, 1)
+    assert "add_train.jsonl line 4: label 5 in field 'label' is not an index" in report.problems[0]
+    monkeypatch.setenv("FLAN_JAX_MAX_MALFORMED", "0")
+    with pytest.raises(DataFormatError, match=r"task 'toy_add' .*split 'train': 1 of the 40 "
+                                              r"rows .*add_train.jsonl line 4: label 5 .*not an "
+                                              r"index"):
         list(data.examples("train"))
     lines[3] = "{not json"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError, match=r"add_train.jsonl:4: malformed JSON"):
+    with pytest.raises(DataFormatError, match=r"add_train.jsonl line 4: malformed JSON"):
         list(data.examples("train"))
 
 

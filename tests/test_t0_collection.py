@@ -432,7 +432,7 @@ def test_malformed_records_name_the_file_and_record(catalog, tmp_path, monkeypat
     del broken[2][t0.ANSWER]
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in broken))
     data = TaskData(catalog.tasks[task_of(SEPARATED)])
-    with pytest.raises(DataFormatError, match=r"train\.jsonl: record 2: field 'targets_pretokenized'"
+    with pytest.raises(DataFormatError, match=r"train\.jsonl record 2: field 'targets_pretokenized'"
                                               r" is missing \(fields: answer_choices, inputs, "):
         list(data.examples("train"))
     broken = [dict(r) for r in rows]
@@ -443,11 +443,13 @@ def test_malformed_records_name_the_file_and_record(catalog, tmp_path, monkeypat
     broken = [dict(r) for r in rows]
     del broken[3][t0.CHOICES]  # a prompt parsed with its choices needs them
     (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in broken))
-    with pytest.raises(DataFormatError, match=r"t0_amazon.*train example 3 \(P3 prompt .*jsonl files"
-                                              r".*needs a non-empty 'answer_choices'"):
+    with pytest.raises(DataFormatError, match=r"t0_amazon.*\(P3 prompt .*jsonl files.*split "
+                                              r"'train': 1 of the 5 rows read are malformed.*"
+                                              r"train\.jsonl record 3: .*needs a non-empty "
+                                              r"'answer_choices'"):
         list(data.examples("train"))
     (folder / "train.jsonl").write_text('{"inputs_pretokenized": "x", \n')
-    with pytest.raises(DataFormatError, match=r"train\.jsonl:1: malformed JSON line"):
+    with pytest.raises(DataFormatError, match=r"train\.jsonl line 1: malformed JSON line"):
         list(data.examples("train"))
     (folder / "train.jsonl").unlink()
     (folder / "train.parquet").write_bytes(b"PAR1 this is not parquet")
@@ -473,7 +475,7 @@ def test_tasks_cli_check(capsys, monkeypatch):
     names = [f"{task_of(p)}_{s}" for p in ROWS for s in STYLES]
     assert tasks.main(["check", *names]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == "12 of 12 tasks can load their data"
+    assert lines[-1] == "12 of 12 tasks can read and render their data"
     assert tasks.main(["check", f"{task_of('wiqa_effect_with_label_answer')}_zs_opt"]) == 1
     out = capsys.readouterr().out
     assert "MISSING  t0_wiqa_effect_with_label_answer_zs_opt: P3 prompt wiqa_effect" in out

@@ -5,7 +5,9 @@ subprocess, so gin's global registry stays clean), it builds stand-in modules `t
 whose configurables have the same names and parameter names as t5x's, defines
 `train` (what `import __main__ as train_script` binds), parses the gin files and calls
 `train()` with every binding evaluated. Any typo in a configurable or parameter name
-makes gin fail.
+makes gin fail. The stand-in `train` then does what t5x does after gin is locked: import
+MIXTURE_OR_TASK_MODULE, look the mixture up, compare vocabularies and (byte vocabulary)
+read a batch, so a task module that declares gin configurables at import fails here too.
 
 Where each signature was checked (google-research/t5x on GitHub):
 - __main__.train: t5x/train.py `train(*, model, train_dataset_cfg, ...)`
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import types
@@ -189,13 +192,30 @@ def train(*, model, train_dataset_cfg, train_eval_dataset_cfg, infer_eval_datase
           concurrent_metrics=True, actions=None, train_eval_get_dataset_fn=None,
           run_eval_before_training=False, train_state_initializer_cls=None,
           use_orbax=False, verify_matching_vocabs_fn=None, gc_period=0):
-    """Stand-in for t5x/train.py `train`: returns a JSON summary of what it was given."""
+    """Stand-in for t5x/train.py `train`: does what t5x does with the dataset config after
+    gin is locked (import the task module, look the mixture up, compare its vocabulary with
+    the model's, read a batch when the vocabulary needs no download) and returns a JSON
+    summary of what it was given."""
+    import seqio
+
     cfg = model.module.config
+    _import_module(train_dataset_cfg.module)
+    mixture = seqio.get_mixture_or_task(train_dataset_cfg.mixture_or_task_name)
+    task_vocab = mixture.output_features["targets"].vocabulary
+    batch = None
+    if isinstance(task_vocab, seqio.ByteVocabulary):
+        ds = seqio.get_dataset(
+            train_dataset_cfg.mixture_or_task_name,
+            task_feature_lengths=train_dataset_cfg.task_feature_lengths,
+            dataset_split=train_dataset_cfg.split, shuffle=False,
+            feature_converter=seqio.EncDecFeatureConverter(pack=train_dataset_cfg.pack))
+        batch = {k: list(v.shape) for k, v in next(ds.batch(
+            train_dataset_cfg.batch_size).as_numpy_iterator()).items()}
     return {
         "model_dir": model_dir, "total_steps": total_steps,
-        "vocab": model.input_vocabulary.sentencepiece_model_file,
-        "same_vocab": model.output_vocabulary.sentencepiece_model_file
-        == model.input_vocabulary.sentencepiece_model_file,
+        "vocab": _vocab_name(model.input_vocabulary),
+        "same_vocab": _vocab_name(model.output_vocabulary) == _vocab_name(model.input_vocabulary),
+        "task_vocab": _vocab_name(task_vocab), "batch": batch,
         "optimizer": model.optimizer_def.hparams, "z_loss": model.z_loss,
         "network": {k: (list(v) if isinstance(v, tuple) else v)
                     for k, v in dataclasses.asdict(cfg).items()},
@@ -208,10 +228,34 @@ def train(*, model, train_dataset_cfg, train_eval_dataset_cfg, infer_eval_datase
     }
 
 
+def _import_module(module: str) -> None:
+    """t5x/utils.py `import_module`, run after gin is locked (same error translation)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except RuntimeError as e:
+        if str(e) == "Attempted to add a new configurable after the config was locked.":
+            raise RuntimeError("Your Task/Mixture module contains gin configurables that must "
+                               "be loaded before gin flag parsing.") from e
+        raise
+
+
+def _vocab_name(vocabulary: Any) -> str:
+    """What t5x's vocabulary check compares, without reading a gs:// file."""
+    return getattr(vocabulary, "sentencepiece_model_file", type(vocabulary).__name__)
+
+
 def _script_main(argv: list[str]) -> None:
     import gin
 
     _stub_modules()
+    if argv == ["--lock-then-import"]:  # a user's own gin file that never names flan_jax
+        gin.parse_config("MODEL_DIR = '/tmp/x'")
+        gin.finalize()
+        _import_module("flan_jax.catalog")
+        print("RESULT {}", flush=True)
+        return
     train_using_gin = gin.configurable(train)  # as t5x/train.py's main does
     scheduler = gin.configurable(sys.modules["t5x.utils"].create_learning_rate_scheduler)
     runs = [[]]
@@ -234,8 +278,11 @@ def _script_main(argv: list[str]) -> None:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
+    # A script's sys.path starts at tests/: put this checkout's flan_jax first.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+                          cwd=REPO, timeout=300, env=env)
 
 
 def _parse_all(*args: str) -> list[dict]:
@@ -250,6 +297,7 @@ def _parse(*args: str) -> dict:
 
 
 REQUIRED = ("MODEL_DIR='/tmp/flan_t5'", "MIXTURE_OR_TASK_NAME='demo_submix'")
+SPM_T5 = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
 
 
 def test_finetune_flan_has_the_paper_recipe():
@@ -272,6 +320,29 @@ def test_finetune_flan_has_the_paper_recipe():
     assert r["total_steps"] == 1_100_000 + PAPER_STEPS["small"]
     assert r["restore"].endswith("t5_1_1_lm100k_small/checkpoint_1100000")
     assert r["restore_mode"] == "specific"
+    # t5x's order of events: flan_jax.catalog imported after gin was locked, its tasks
+    # tokenized with the model's vocabulary (not $FLAN_JAX_VOCAB, which the tests set).
+    assert r["task_vocab"] == r["vocab"] == SPM_T5
+
+
+def test_tiny_offline_size_with_the_byte_vocabulary_reads_a_batch():
+    r = _parse(str(GIN_DIR / "finetune_flan.gin"), str(GIN_DIR / "flan_t5_tiny.gin"),
+               str(GIN_DIR / "byte_vocab.gin"), *REQUIRED)
+    net = r["network"]
+    # The shape of the checkpoint the real t5x wrote with these files (fixture README).
+    assert (net["vocab_size"], net["emb_dim"], net["num_heads"], net["head_dim"]) == (384, 32, 4, 8)
+    assert (net["num_encoder_layers"], net["num_decoder_layers"], net["mlp_dim"]) == (2, 2, 64)
+    assert net["dtype"] == "float32" and r["restore"] is None
+    assert r["vocab"] == r["task_vocab"] == "ByteVocabulary" and r["same_vocab"]
+    assert r["batch"]["encoder_input_tokens"] == [8, 256]
+    assert r["batch"]["decoder_target_tokens"] == [8, 64]
+    assert r["total_steps"] % r["save_period"] == 0
+
+
+def test_catalog_imports_after_gin_is_locked():
+    """A t5x gin file that never imports flan_jax: t5x locks gin, then imports the module."""
+    proc = _run("--lock-then-import")
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def test_every_size_matches_flan_jax_model_dimensions():

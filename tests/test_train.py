@@ -182,6 +182,58 @@ def test_gin_errors(gin_file, tmp_path):
         train.parse_flags(["--bogus"])
 
 
+BAD_ROWS_YAML = """
+tasks:
+  - name: bad_rows_toy
+    collection: bad_rows_toy
+    source: {files: tsv, columns: [word, reversed], splits: {train: rows.tsv}}
+    templates:
+      noopt: [{input: "Reverse {word}.", target: "{reversed}"}]
+    styles: [zs_noopt]
+"""
+
+
+def test_data_errors_stop_in_one_paragraph_and_skipped_rows_are_reported(gin_file, tmp_path):
+    """A malformed row within the limit is skipped and reported (printed, data_report.json);
+    past the limit, or with an unknown mixture name, the run stops with one paragraph."""
+    words = [f"w{i:02d}x" for i in range(40)]
+    rows = [f"{w}\t{w[::-1]}" for w in words]
+    rows[6] = "w06x"  # line 7: the second column is missing
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "bad.yaml").write_text(BAD_ROWS_YAML)
+    (tmp_path / "tasks" / "rows.tsv").write_text("\n".join(rows) + "\n")
+    env = dict(_env(), FLAN_JAX_TASK_PATHS=str(tmp_path / "tasks"))
+
+    def run(model_dir: Path, *bindings: str) -> subprocess.CompletedProcess:
+        return subprocess.run(_cmd(gin_file, model_dir, "EVAL_STEPS=0", *bindings), cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    ok = run(tmp_path / "ok", "MIXTURE_OR_TASK_NAME='bad_rows_toy_zs_noopt'", "TRAIN_STEPS=1")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "Rows skipped so far" in ok.stdout and "rows.tsv line 7: expected 2 columns" in ok.stdout
+    report = json.loads((tmp_path / "ok" / "data_report.json").read_text())
+    assert [(r["task"], r["split"], r["malformed"], r["empty"]) for r in report] == \
+        [("bad_rows_toy", "train", 1, 0)]
+    assert report[0]["rows"] == 40 and "rows.tsv line 7" in report[0]["problems"][0]
+
+    rows[20] = rows[30] = "only-one-column"  # 3 of 40 rows: over the default 5% limit
+    (tmp_path / "tasks" / "rows.tsv").write_text("\n".join(rows) + "\n")
+    over = run(tmp_path / "over", "MIXTURE_OR_TASK_NAME='bad_rows_toy_zs_noopt'", "TRAIN_STEPS=1")
+    assert over.returncode == 2, over.stderr[-3000:]
+    assert "Traceback" not in over.stderr
+    # TensorFlow's import notes (I0000 ...) aside, the one line is the message.
+    message = [x for x in over.stderr.strip().splitlines() if "bad_rows_toy" in x]
+    assert len(message) == 1 and message[0].startswith("flan_jax.train: task 'bad_rows_toy'")
+    assert "In call to configurable" not in over.stderr
+    assert "3 of the 40 rows read are malformed, more than the limit of 5%" in message[0]
+    assert "rows.tsv line 7: expected 2 columns (word, reversed), found 1" in message[0]
+
+    typo = run(tmp_path / "typo", "MIXTURE_OR_TASK_NAME='demo_submx'", "TRAIN_STEPS=1")
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr
+    assert "unknown task or mixture 'demo_submx'" in typo.stderr
+    assert "did you mean demo_submix" in typo.stderr
+
+
 MESH_SCRIPT = """
 import os
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"

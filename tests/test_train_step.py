@@ -4,7 +4,6 @@ per-layer one (Adafactor's statistics per layer), and bf16 mixed precision track
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -161,7 +161,7 @@ def test_unknown_or_unsuitable_eval_task_is_a_clear_error():
     from flan_jax import training_eval
     from flan_jax.errors import FlanJaxError
 
-    with pytest.raises(FlanJaxError, match="no task named 'no_such_task'"):
+    with pytest.raises(FlanJaxError, match="unknown task or mixture 'no_such_task'"):
         training_eval.load_eval_set("no_such_task", "test", LENGTHS, 2)
     with pytest.raises(FlanJaxError, match="not mixtures"):
         training_eval.load_eval_set("demo_submix", "test", LENGTHS, 2)

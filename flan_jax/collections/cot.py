@@ -8,7 +8,7 @@ backslash and "n"; `parse` turns those back into real line breaks.
 
 from __future__ import annotations
 
-from flan_jax.errors import DataFormatError
+from flan_jax.errors import DataFormatError, EmptyFieldError
 from flan_jax.sources import Example
 
 FIELDS = ("question", "answer", "rationale")
@@ -21,7 +21,8 @@ def unescape(text: str) -> str:
 
 
 def parse(raw: Example) -> Example:
-    """question/answer/rationale with real line breaks; an empty field is an error."""
+    """question/answer/rationale with real line breaks; a row with an empty field is
+    filtered out (EmptyFieldError)."""
     out = {}
     for field in FIELDS:
         value = raw.get(field)
@@ -32,5 +33,5 @@ def parse(raw: Example) -> Example:
         if not out[field]:
             context = out.get("question") or unescape(str(raw.get("question", "")))
             hint = f" (question: {context[:80]!r})" if context else ""
-            raise DataFormatError(f"CoT example has an empty {field!r} field{hint}")
+            raise EmptyFieldError(f"CoT example has an empty {field!r} field{hint}")
     return out

@@ -24,7 +24,11 @@ Positive Examples (the few-shot pool; the query's own text is never its exemplar
 `parse` gives the fields `definition` (the Definition strings joined by line breaks),
 `input`, `answer` and `options`. The answer is the instance's first output (skipping
 empty strings): NIv2 lists several acceptable outputs for some instances, Flan trains on
-one target, and the first is the dataset's canonical reference. `options` is the task's
+one target, and the first is the dataset's canonical reference. A number where text
+belongs (a few tasks store integer outputs) is read as its decimal text. An instance whose
+input or outputs are all empty (`"input": " "`, `"output": [""]`) is filtered out, as
+FLAN filters empty inputs and targets; any other unusable instance is malformed. Both are
+skipped and counted (`flan_jax.bad_rows`), so one bad instance never stops a task. `options` is the task's
 closed answer set when it has one (see `closed_set`), else empty: 'opt' templates then
 list the options for classification-like tasks and show none for open-ended ones.
 """
@@ -38,8 +42,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from flan_jax.errors import DataFormatError, FlanJaxError
-from flan_jax.sources import Example, Source, shard
+from flan_jax.errors import DataFormatError, EmptyFieldError, FlanJaxError
+from flan_jax.sources import Example, Row, Source, shard
 
 ENV = "FLAN_JAX_NIV2_DIR"
 TASK_LIST_ENV = "FLAN_JAX_NIV2_TASKS"
@@ -148,14 +152,22 @@ def unavailable_reason() -> str:
     return f"the task files in {tasks_dir} were not there when the catalog was loaded; {LAYOUT}"
 
 
+def _text(value: Any) -> str | None:
+    """A string, or a number as its decimal text (bools are not numbers here); None else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _first_output(output: Any) -> str | None:
-    """The first non-empty output (a list of strings, or one string), stripped."""
-    outputs = [output] if isinstance(output, str) else output
-    if not isinstance(outputs, list):
-        return None
+    """The first non-empty output (a list of strings or numbers, or one), stripped."""
+    outputs = output if isinstance(output, list) else [output]
     for item in outputs:
-        if isinstance(item, str) and item.strip():
-            return item.strip()
+        text = _text(item)
+        if text is not None and text.strip():
+            return text.strip()
     return None
 
 
@@ -245,7 +257,10 @@ class NIv2Source(Source):
             raise FlanJaxError(f"task {self.task_name!r}: {reason}")
         task = read_task_file(self.path())
         shared = {"definition": task["definition"], "options": task["options"]}
-        records = ({**item, **shared} for item in task[self.spec.splits[split]])
+        key = self.spec.splits[split]
+        records = (Row({**item, **shared}, f"{key}[{i}]" + (
+            f" (id {item['id']!r})" if "id" in item else ""))
+            for i, item in enumerate(task[key]))
         return shard(records, shard_index, num_shards)
 
     def describe(self) -> str:
@@ -255,12 +270,18 @@ class NIv2Source(Source):
 
 def parse(raw: Example) -> Example:
     """definition / input / answer (the first output) / options of one NIv2 example."""
-    name = f"example {raw['id']!r}" if "id" in raw else "example"
-    text = raw.get("input")
-    if not isinstance(text, str) or not text.strip():
-        raise DataFormatError(f"NIv2 {name} has no 'input' text")
-    answer = _first_output(raw.get("output"))
+    text = _text(raw.get("input"))
+    if text is None:
+        raise DataFormatError(f"field 'input' should be text, got {raw.get('input')!r}")
+    if not text.strip():
+        raise EmptyFieldError(f"field 'input' is empty ({raw.get('input')!r})")
+    output = raw.get("output")
+    answer = _first_output(output)
     if answer is None:
-        raise DataFormatError(f"NIv2 {name} has no output (expected a non-empty list of strings)")
+        outputs = output if isinstance(output, list) else [output]
+        if outputs and all(isinstance(x, str) for x in outputs):
+            raise EmptyFieldError(f"field 'output' has no non-empty answer ({output!r})")
+        raise DataFormatError(f"field 'output' should be a non-empty list of strings, "
+                              f"got {output!r}")
     return {"definition": str(raw.get("definition", "")), "input": text.strip(),
             "answer": answer, "options": list(raw.get("options", []))}

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flan_jax.errors import DataFormatError, FlanJaxError
-from flan_jax.sources import Example, FileSource, open_text, shard
+from flan_jax.sources import Example, FileSource, MalformedRow, Row, open_text, shard
 
 PROMPT, ANSWER, CHOICES = "inputs_pretokenized", "targets_pretokenized", "answer_choices"
 ENV = "FLAN_JAX_P3_DIR"
@@ -233,7 +233,12 @@ class P3Source(FileSource):
         else:
             rows = self._json_lines(path)
         for index, row in enumerate(rows):
-            yield self._checked(row, path, index)
+            if isinstance(row, MalformedRow):
+                yield row
+                continue
+            where = f"{path} record {index}"
+            problem = self._problem(row)
+            yield MalformedRow(where, problem) if problem else Row(row, where)
 
     def _json_lines(self, path: str) -> Iterator[Example]:
         with open_text(path) as f:
@@ -251,21 +256,20 @@ class P3Source(FileSource):
             raise DataFormatError(f"{path}: not a readable {form} file ({e})") from None
 
     @staticmethod
-    def _checked(row: Example, path: str, index: int) -> Example:
+    def _problem(row: Example) -> str | None:
+        """What makes a P3 record unusable (a missing or mistyped field), if anything."""
         for key in (PROMPT, ANSWER):
             if not isinstance(row.get(key), str):
                 problem = "is missing" if row.get(key) is None else (
                     f"should be text, got {type(row[key]).__name__}")
-                raise DataFormatError(
-                    f"{path}: record {index}: field {key!r} {problem} (fields: "
-                    f"{', '.join(sorted(row)) or 'none'}); a P3 record needs {PROMPT}, {ANSWER} "
-                    f"and, for multiple choice, {CHOICES}")
+                return (f"field {key!r} {problem} (fields: {', '.join(sorted(row)) or 'none'}); "
+                        f"a P3 record needs {PROMPT}, {ANSWER} and, for multiple choice, "
+                        f"{CHOICES}")
         choices = row.get(CHOICES)
         if choices is not None and not (isinstance(choices, list)
                                         and all(isinstance(c, str) for c in choices)):
-            raise DataFormatError(f"{path}: record {index}: field {CHOICES!r} should be a list "
-                                  f"of strings, got {choices!r}")
-        return row
+            return f"field {CHOICES!r} should be a list of strings, got {choices!r}"
+        return None
 
     def describe(self):
         root = self.data_dir() or f"${self.spec.data_dir_env or 'FLAN_JAX_P3_DIR'} (not set)"

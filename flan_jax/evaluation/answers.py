@@ -93,6 +93,21 @@ def normalize_bbh(kind: str, text: str) -> str:
     raise ValueError(f"unknown BBH target kind {kind!r}")
 
 
+def bbh_gold(kind: str, target: str) -> tuple[str, str]:
+    """(the normalised gold answer, the form it is scored in) of a BBH target.
+
+    A target not in its task's form is scored as text: three upstream targets are movie
+    titles where an option letter belongs (movie_recommendation #163 "Monsters, Inc",
+    ruin_names #99 and #144). BBH's own evaluation compares answer strings exactly, so
+    there only an answer that spells the title out counts; so it does here, rather than
+    marking the example wrong whatever the model says.
+    """
+    gold = normalize_bbh(kind, target)
+    if gold or not target.strip():
+        return gold, kind
+    return normalize_bbh("words", target), "words"
+
+
 def bbh_answer(kind: str, prediction: str, cot: bool) -> str:
     """The normalised answer of a BBH prediction (CoT: after "So the answer is")."""
     return normalize_bbh(kind, extract_cot_answer(prediction) if cot else prediction)

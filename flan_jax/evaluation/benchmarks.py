@@ -66,6 +66,8 @@ MMLU_COT_ENV = "FLAN_JAX_MMLU_COT"
 BBH_DIR_ENV = "FLAN_JAX_BBH_DIR"
 MGSM_DIR_ENV = "FLAN_JAX_MGSM_DIR"
 MGSM_EXEMPLARS_ENV = "FLAN_JAX_MGSM_EXEMPLARS"
+# Looked for in the MGSM directory, in this order: our JSON, the official Python file.
+MGSM_EXEMPLAR_FILES = ("mgsm_exemplars.json", "exemplars.py")
 ZERO_SHOT_ENV = "FLAN_JAX_EVAL_ZERO_SHOT"  # "1": prompts carry no exemplars
 
 LAYOUTS = {
@@ -81,8 +83,11 @@ columns question, A, B, C, D, answer letter:
                            exemplars "Q: ...\\nA: Let's think step by step. ... So the answer is X." """,
     "mgsm": f"""MGSM (${MGSM_DIR_ENV}, or DATA_DIR/mgsm):
   mgsm_{{lang}}.tsv       no header: question <TAB> integer answer ({", ".join(MGSM_ALL_LANGUAGES)})
-  mgsm_exemplars.json   (or ${MGSM_EXEMPLARS_ENV}) {{lang: [{{"question": ..., "answer":
-                        step-by-step text, "number": 11}}, ...]}} (8 per language; English built in)""",
+  exemplars.py          the official exemplars (google-research/url-nlp mgsm/exemplars.py),
+                        read as data, never run; or
+  mgsm_exemplars.json   {{lang: [{{"question": ..., "answer": step-by-step text,
+                        "number": 11}}, ...]}} (8 per language; English built in);
+                        ${MGSM_EXEMPLARS_ENV} names either file""",
     "tydiqa": f"""TyDiQA GoldP: the TFDS dataset {TYDIQA_TFDS} prepared with `tfds build tydi_qa/goldp`
   (splits validation-{{lang}} for {", ".join(TYDIQA_LANGUAGES)}), in the TFDS data directory
   ($TFDS_DATA_DIR, or --tfds_data_dir, or DATA_DIR/tensorflow_datasets)""",

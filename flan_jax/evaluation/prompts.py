@@ -8,7 +8,9 @@ are read once per path, when the first example is parsed (registering the catalo
 nothing). With $FLAN_JAX_EVAL_ZERO_SHOT=1 the blocks hold no exemplars (zero-shot and
 zero-shot CoT).
 
-MGSM exemplars JSON layout (our own; English is built in as `ENGLISH_MGSM_EXEMPLARS`):
+MGSM exemplars: the official `exemplars.py` of google-research/url-nlp (mgsm/), read as
+data (see `read_official_mgsm_exemplars`: never executed or imported), or a JSON file of our
+own layout (English is built in as `ENGLISH_MGSM_EXEMPLARS`):
 
     {"de": [{"question": "...", "answer": "step-by-step text that ends by stating the
              number, e.g. '... Die Antwort ist 11.'", "number": 11}, ... 8 items],
@@ -17,6 +19,7 @@ MGSM exemplars JSON layout (our own; English is built in as `ENGLISH_MGSM_EXEMPL
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import json
@@ -160,10 +163,68 @@ def mmlu_cot_path() -> str:
 
 
 def mgsm_exemplars_path() -> str:
+    """$FLAN_JAX_MGSM_EXEMPLARS, else mgsm_exemplars.json or the official exemplars.py in
+    $FLAN_JAX_MGSM_DIR (the JSON file's path when neither is there)."""
     explicit = os.environ.get(bm.MGSM_EXEMPLARS_ENV)
     if explicit:
         return explicit
-    return os.path.join(os.environ.get(bm.MGSM_DIR_ENV, ""), "mgsm_exemplars.json")
+    directory = os.environ.get(bm.MGSM_DIR_ENV, "")
+    found = [os.path.join(directory, name) for name in bm.MGSM_EXEMPLAR_FILES]
+    return next((p for p in found if os.path.isfile(p)), found[0])
+
+
+def _label_free(texts: list[str]) -> list[str]:
+    """The texts without the label they all start with ("Frage: ", "问题：")."""
+    label = re.match(r"[^:\uff1a\d]{1,40}[:\uff1a]\s*", texts[0]) if texts else None
+    if label and all(t.startswith(label.group(0)) for t in texts):
+        return [t[label.end():].strip() for t in texts]
+    return [t.strip() for t in texts]
+
+
+@functools.cache
+def read_official_mgsm_exemplars(path: str) -> dict[str, list[dict[str, Any]]]:
+    """The exemplars of url-nlp's `mgsm/exemplars.py` in our JSON layout.
+
+    The file is data written as Python: `MGSM_EXEMPLARS = {lang: {"1": {"q": ..., "a": ...},
+    ...}}` and `EXEMPLAR_NUMBER_ANSWERS = [11, ...]`. It is parsed with `ast`, and only
+    those two assignments are read, with `ast.literal_eval`; nothing in the file runs. The
+    questions and answers lose their native labels ("Frage: ", "Schritt-für-Schritt-Antwort: "),
+    as prompts label them "Q: " and "A: ".
+    """
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=path)
+    except SyntaxError as e:
+        raise DataFormatError(f"{path}:{e.lineno}: not readable as Python literals ({e.msg})"
+                              ) from None
+    values: dict[str, Any] = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in ("MGSM_EXEMPLARS", "EXEMPLAR_NUMBER_ANSWERS")):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                raise DataFormatError(f"{path}:{node.lineno}: {node.targets[0].id} is not a "
+                                      "literal (only literals are read)") from None
+    exemplars, numbers = values.get("MGSM_EXEMPLARS"), values.get("EXEMPLAR_NUMBER_ANSWERS")
+    if not isinstance(exemplars, dict) or not isinstance(numbers, list):
+        raise DataFormatError(f"{path}: expected the assignments MGSM_EXEMPLARS = {{lang: "
+                              "{'1': {'q': ..., 'a': ...}, ...}} and EXEMPLAR_NUMBER_ANSWERS = "
+                              "[numbers] (google-research/url-nlp mgsm/exemplars.py)")
+    out = {}
+    for lang, items in exemplars.items():
+        if not (isinstance(items, dict) and len(items) == len(numbers) and all(
+                isinstance(v, dict) and isinstance(v.get("q"), str) and isinstance(v.get("a"), str)
+                for v in items.values())):
+            raise DataFormatError(f"{path}: MGSM_EXEMPLARS[{lang!r}] should map '1'..'"
+                                  f"{len(numbers)}' to {{'q': question, 'a': answer}}, one per "
+                                  "number of EXEMPLAR_NUMBER_ANSWERS")
+        ordered = [items[k] for k in sorted(items, key=lambda k: int(k) if k.isdigit() else k)]
+        questions = _label_free([x["q"] for x in ordered])
+        answers_ = _label_free([x["a"] for x in ordered])
+        out[lang] = [{"question": q, "answer": a, "number": n}
+                     for q, a, n in zip(questions, answers_, numbers, strict=True)]
+    return out
 
 
 def mmlu_cot_prompt(subject: str) -> str:
@@ -184,7 +245,12 @@ def mmlu_cot_prompt(subject: str) -> str:
 def mgsm_prompt(lang: str) -> FewShotPrompt:
     """The 8 exemplars of one language (English built in unless the JSON has 'en')."""
     path = mgsm_exemplars_path()
-    data = _read_json(path) if os.path.isfile(path) else {}
+    if not os.path.isfile(path):
+        data = {}
+    elif path.endswith(".py"):
+        data = read_official_mgsm_exemplars(path)
+    else:
+        data = _read_json(path)
     if not isinstance(data, dict):
         raise DataFormatError(f"{path}: expected a JSON object: language -> list of exemplars")
     items = data.get(lang)

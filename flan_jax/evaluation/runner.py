@@ -21,7 +21,7 @@ from typing import Any
 import gin
 import numpy as np
 
-from flan_jax import metrics
+from flan_jax import bad_rows, metrics
 from flan_jax.errors import DataFormatError, FlanJaxError
 from flan_jax.evaluation import answers, prompts
 from flan_jax.evaluation import benchmarks as bm
@@ -278,9 +278,8 @@ def _score(unit: Unit, target: str, fields: dict, prediction: str) -> tuple[str,
         gold = str(fields["answer"]).strip().upper()
         pred = answers.mmlu_answer(prediction, unit.cot)
     elif unit.benchmark == "bbh":
-        kind = bm.BBH_TASKS[unit.task][0]
-        gold = answers.normalize_bbh(kind, target)
-        pred = answers.bbh_answer(kind, prediction, unit.cot)
+        gold, form = answers.bbh_gold(bm.BBH_TASKS[unit.task][0], target)
+        pred = answers.bbh_answer(form, prediction, unit.cot)
     elif unit.benchmark == "mgsm":
         gold = str(fields["answer"])
         pred = answers.mgsm_answer(prediction, unit.cot)
@@ -301,8 +300,22 @@ def _by_length(fn: Any, texts: list[str]) -> list[Any]:
     return out
 
 
-def _answer_only(unit: Unit, prediction: str) -> str:
-    return _score(unit, "", {"answer": ""}, prediction)[0]
+def _answer_only(unit: Unit, target: str, prediction: str) -> str:
+    return _score(unit, target, {"answer": ""}, prediction)[0]
+
+
+def _text_targets(unit: Unit, items: list[tuple[int, str, str, dict]]) -> str | None:
+    """A note on the BBH targets of `unit` that are not in its task's form (scored as
+    text, see `answers.bbh_gold`), or None."""
+    if unit.benchmark != "bbh":
+        return None
+    kind = bm.BBH_TASKS[unit.task][0]
+    odd = [(i, t) for i, _, t, _ in items if answers.bbh_gold(kind, t)[1] != kind]
+    if not odd:
+        return None
+    listed = ", ".join(f"#{i} {t!r}" for i, t in odd)
+    return (f"BBH {unit.task}: {len(odd)} target(s) are not {kind} answers ({listed}); each is "
+            "scored by matching the answer text, as BBH's own exact-match evaluation does")
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
@@ -320,7 +333,9 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     units = plan_units(cfg)
     tfds_dir = apply_data_dirs(cfg)
     catalog = load_catalog([EVAL_CATALOG])
-    vocabulary = vocab_lib.get_vocabulary()
+    # The checkpoint's own spiece.model (a Hugging Face download) when it has one.
+    path = None if (cfg.checkpoint_path or "").startswith("random:") else cfg.checkpoint_path
+    vocabulary = vocab_lib.for_checkpoint(path)
     notes: list[str] = []
 
     # Check the data first: a missing file fails with the benchmark's expected layout.
@@ -399,8 +414,13 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
                 out = renderer.render(fields, index, 0, pool, query_in_pool=in_pool)
                 items.append((index, out.inputs, out.targets, fields))
             rendered.append((unit, items))
+            note = _text_targets(unit, items)
+            if note and note not in notes:
+                notes.append(note)
     finally:
         os.environ.pop(bm.ZERO_SHOT_ENV, None)
+    notes += [f"skipped rows (within the malformed-row limit) in {line}"
+              for line in bad_rows.summary()]
 
     model = load_model(cfg, vocabulary)
     total = sum(len(items) for _, items in rendered)
@@ -439,7 +459,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
                     rank_hits.append(100.0 * (choice == gold))
                     record["rank_answer"] = choice
                 if samples is not None:
-                    extracted = [_answer_only(unit, s) for s in samples[i]]
+                    extracted = [_answer_only(unit, target, s) for s in samples[i]]
                     voted, agreement = answers.majority_vote(extracted)
                     sc_hits.append(100.0 * (bool(gold) and voted == gold))
                     agreements.append(agreement)

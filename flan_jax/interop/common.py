@@ -80,6 +80,42 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> Params:
     return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
+def read_orbax(path: Path, item: str | None = None) -> Params:
+    """The arrays of an orbax PyTree checkpoint directory as numpy, restored onto the host
+    CPU whatever mesh they were saved from: the whole tree, or only its `item` key (t5x
+    keeps the parameters under 'target' beside the optimizer state, left unread)."""
+    import orbax.checkpoint as ocp
+
+    path = Path(path).absolute()
+    host = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+    handler = ocp.PyTreeCheckpointHandler()
+    try:
+        stored = handler.metadata(path)
+        if item is not None:
+            if item not in stored:
+                raise CheckpointError(path, f"holds no {item!r} tree "
+                                            f"(it has: {', '.join(sorted(stored))})")
+            stored = {item: stored[item]}
+        target = jax.tree_util.tree_map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=host), stored)
+        restore_args = jax.tree_util.tree_map(lambda _: ocp.ArrayRestoreArgs(sharding=host),
+                                              target)
+        restored = handler.restore(path, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=item is not None))
+    except CheckpointError:
+        raise
+    except Exception as e:
+        # Orbax and TensorStore raise many exception types for one cause: a damaged directory.
+        raise CheckpointError(
+            path, f"cannot restore the orbax checkpoint ({type(e).__name__}: {e})",
+            "The checkpoint is incomplete or damaged; use another step or re-create it.",
+        ) from None
+    finally:
+        handler.close()
+    restored = restored[item] if item is not None else restored
+    return jax.tree_util.tree_map(np.asarray, restored)
+
+
 def progress(items: Iterable[T], desc: str, enabled: bool) -> Iterator[T]:
     """A per-parameter tqdm bar on stderr when `enabled`, the bare iterable otherwise."""
     return iter(tqdm(items, desc=desc, unit="param", disable=not enabled))

@@ -1,6 +1,14 @@
-"""t5x checkpoint directories <-> flan_jax parameters.
+"""t5x checkpoint directories <-> flan_jax parameters, in both of t5x's layouts.
 
-The layout t5x writes (format version 3, used by t5x since mid-2021):
+orbax (what t5x writes today, through `OrbaxCheckpointManagerInterface`):
+
+    MODEL_DIR/checkpoint_<step>/_CHECKPOINT_METADATA
+    MODEL_DIR/checkpoint_<step>/state/     an orbax PyTree checkpoint (OCDBT) of
+        {'target': <params>, 'state': {'step', 'param_states': <Adafactor statistics>}}
+    MODEL_DIR/checkpoint_<step>/dataset/   the data iterator (when t5x saves it)
+
+msgpack (the legacy layout of the published T5 checkpoints, format version 3, t5x
+mid-2021 to 2023):
 
     MODEL_DIR/checkpoint_<step>/checkpoint      msgpack (flax.serialization) of
         {'version': 3, 'optimizer': {'target': <params>, 'state': {'step', 'param_states'}}}
@@ -14,8 +22,8 @@ spec, e.g. {'driver': 'zarr', 'dtype': 'bfloat16', 'kvstore': {'driver': 'file',
 that a checkpoint can be moved; small arrays may be stored inline as numpy arrays.
 Version 2 stored bfloat16 arrays as uint16. Optimizer state is ignored on reading.
 
-Writing produces parameters only: `optimizer/state` holds the step and no
-`param_states`. t5x restores such a checkpoint when told to build the optimizer
+Writing produces parameters only, in the layout asked for: the state holds the step and
+no `param_states`. t5x restores such a checkpoint when told to build the optimizer
 state from scratch (see `save_t5x`).
 """
 
@@ -26,7 +34,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ml_dtypes
 import numpy as np
@@ -42,6 +50,7 @@ from flan_jax.interop.common import (
     param_problems,
     progress,
     read_config,
+    read_orbax,
     resolve_config,
     unflatten,
     write_config,
@@ -51,6 +60,9 @@ from flan_jax.models.config import T5Config
 
 VERSION = 3
 MSGPACK_FILE = "checkpoint"
+ORBAX_ITEM = "state"  # checkpoint_<step>/state: target + optimizer state
+T5xLayout = Literal["msgpack", "orbax"]
+T5X_LAYOUTS: tuple[T5xLayout, ...] = ("msgpack", "orbax")
 _STEP_DIR = re.compile(r"checkpoint_(\d+)")
 _LAYER = re.compile(r"(encoder|decoder)/layers_(\d+)/")
 _MAX_CHUNK_BYTES = 64 * 2**20  # t5x's target chunk size
@@ -62,17 +74,29 @@ RESTORE_HINT = (
 )
 
 
+def checkpoint_layout(directory: Path) -> T5xLayout | None:
+    """Which t5x layout a checkpoint directory holds, if any."""
+    if (directory / MSGPACK_FILE).is_file():
+        return "msgpack"
+    if (directory / ORBAX_ITEM / "_METADATA").is_file():
+        return "orbax"
+    return None
+
+
 def find_checkpoint(path: Path) -> Path | None:
-    """The t5x checkpoint directory at `path`: `path` itself if it holds the msgpack
-    file (or is that file), else its latest `checkpoint_<step>` subdirectory."""
+    """The t5x checkpoint directory at `path`: `path` itself if it holds a checkpoint (or
+    is its msgpack file or orbax `state` directory), else its latest `checkpoint_<step>`
+    subdirectory (unfinished saves, named otherwise, are ignored)."""
     if path.is_file():
         return path.parent if path.name == MSGPACK_FILE else None
-    if (path / MSGPACK_FILE).is_file():
+    if path.name == ORBAX_ITEM and checkpoint_layout(path.parent) == "orbax":
+        return path.parent
+    if checkpoint_layout(path):
         return path
     steps = [
         (int(m.group(1)), child)
         for child in (path.iterdir() if path.is_dir() else ())
-        if (m := _STEP_DIR.fullmatch(child.name)) and (child / MSGPACK_FILE).is_file()
+        if (m := _STEP_DIR.fullmatch(child.name)) and checkpoint_layout(child)
     ]
     return max(steps)[1] if steps else None
 
@@ -201,12 +225,12 @@ def _infer_config(
 def load_t5x(
     path: str | Path, config: T5Config | None = None, *, show_progress: bool = False
 ) -> tuple[Params, T5Config]:
-    """Reads the parameters of a t5x checkpoint into (params, config).
+    """Reads the parameters of a t5x checkpoint (either layout) into (params, config).
 
-    `path` is a checkpoint directory, its msgpack `checkpoint` file, or a model
-    directory (the latest `checkpoint_<step>` is taken). The config comes from a
-    config.json beside the msgpack file if there is one (flan_jax writes it), else
-    from `config`, else it is inferred from the parameter shapes.
+    `path` is a checkpoint directory, its msgpack `checkpoint` file or orbax `state`
+    directory, or a model directory (the latest `checkpoint_<step>` is taken). The
+    config comes from a config.json in the checkpoint directory if there is one (flan_jax
+    writes it), else from `config`, else it is inferred from the parameter shapes.
     """
     path = Path(path)
     directory = find_checkpoint(path)
@@ -214,16 +238,21 @@ def load_t5x(
         raise CheckpointError(
             path,
             "no t5x checkpoint here",
-            f"Expected a directory holding a msgpack file named '{MSGPACK_FILE}', or checkpoint_<step> subdirectories.",
+            f"Expected a t5x checkpoint_<step> directory (an orbax '{ORBAX_ITEM}/' "
+            f"directory, or a msgpack file named '{MSGPACK_FILE}'), or a model directory "
+            "holding checkpoint_<step> subdirectories.",
         )
-    leaves = _read_target(directory / MSGPACK_FILE)
-    flat: dict[str, np.ndarray] = {}
-    problems = []
-    for name, leaf in progress(sorted(leaves.items()), "reading t5x arrays", show_progress):
-        try:
-            flat[name] = _read_array(directory, leaf)
-        except ValueError as e:  # TensorStore raises ValueError for unreadable arrays too
-            problems.append(f"cannot read parameter {name}: {e}")
+    problems: list[str] = []
+    if checkpoint_layout(directory) == "orbax":
+        flat = flatten(read_orbax(directory / ORBAX_ITEM, item="target"))
+    else:
+        leaves = _read_target(directory / MSGPACK_FILE)
+        flat = {}
+        for name, leaf in progress(sorted(leaves.items()), "reading t5x arrays", show_progress):
+            try:
+                flat[name] = _read_array(directory, leaf)
+            except ValueError as e:  # TensorStore raises ValueError for unreadable arrays too
+                problems.append(f"cannot read parameter {name}: {e}")
     if (directory / "config.json").is_file():
         loaded = resolve_config(read_config(directory / "config.json"), config, problems)
     else:
@@ -262,18 +291,23 @@ def save_t5x(
     config: T5Config,
     *,
     step: int = 0,
+    t5x_layout: T5xLayout = "msgpack",
     show_progress: bool = False,
 ) -> Path:
-    """Writes `params` as a t5x checkpoint directory and returns it.
+    """Writes `params` as a t5x checkpoint directory in `t5x_layout` and returns it.
 
     `path` is the checkpoint directory if named checkpoint_<N>, else a t5x model
     directory in which checkpoint_<step> is created (see `destination`). The directory
     is written under a temporary name and renamed when complete, as t5x does.
     The checkpoint holds no optimizer state; `RESTORE_HINT` says what t5x needs.
     """
+    if t5x_layout not in T5X_LAYOUTS:
+        raise ValueError(f"unknown t5x layout {t5x_layout!r}; expected one of {T5X_LAYOUTS}")
     directory = destination(path, step)
     params = layout.to_per_layer(params)
     check_params(params, config)
+    if t5x_layout == "orbax":
+        return _save_orbax(directory, params, config, step)
     staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
     staging.mkdir(parents=True)
     specs = {}
@@ -302,4 +336,24 @@ def save_t5x(
     (staging / MSGPACK_FILE).write_bytes(serialization.msgpack_serialize(contents))
     write_config(staging / "config.json", config)
     staging.rename(directory)
+    return directory
+
+
+def _save_orbax(directory: Path, params: Params, config: T5Config, step: int) -> Path:
+    """checkpoint_<N>/state (orbax PyTree: target + state.step) and _CHECKPOINT_METADATA,
+    written by an orbax CheckpointManager as t5x's is, in a staging model directory."""
+    import orbax.checkpoint as ocp
+
+    number = int(_STEP_DIR.fullmatch(directory.name).group(1))
+    staging = directory.parent / f".{directory.name}.tmp-{os.getpid()}"
+    tree = {"target": unflatten({k: np.asarray(v) for k, v in flatten(params).items()}),
+            "state": {"step": np.asarray(step, np.int32)}}
+    options = ocp.CheckpointManagerOptions(step_prefix="checkpoint", create=True)
+    with ocp.CheckpointManager(staging.absolute(), options=options) as manager:
+        manager.save(number, args=ocp.args.Composite(**{ORBAX_ITEM: ocp.args.PyTreeSave(tree)}))
+        manager.wait_until_finished()
+    written = staging / f"checkpoint_{number}"
+    write_config(written / "config.json", config)
+    written.rename(directory)
+    staging.rmdir()
     return directory
