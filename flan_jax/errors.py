@@ -33,3 +33,11 @@ class MissingDataError(FlanJaxError):
 
 class DataFormatError(FlanJaxError):
     """A data file has a malformed row; names the file and the line."""
+
+
+class RunStopped(FlanJaxError):
+    """A run that had started stopped on a fault (a failed save, a non-finite loss).
+
+    What was saved before the fault is kept; the CLI exits with status 1 (configuration
+    errors found before any work exit with 2).
+    """
