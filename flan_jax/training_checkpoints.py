@@ -18,10 +18,11 @@ run with `CheckpointSaveError`, keeping the steps saved before it.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -82,7 +83,8 @@ def short_reason(e: BaseException) -> str:
 
 class _OrbaxThreadErrors(logging.Filter):
     """Drops the tracebacks that orbax's background threads log for a failed read or write,
-    and asyncio's for the reads and writes abandoned after it: the trainer reports the
+    and asyncio's for the reads and writes abandoned after it (logged whenever they are
+    garbage-collected, up to the interpreter's exit): TrainCheckpoints reports every such
     failure itself, in one paragraph with its root cause."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -91,7 +93,28 @@ class _OrbaxThreadErrors(logging.Filter):
         return record.levelno < logging.ERROR or "orbax" not in record.pathname
 
 
-_FILTERED_LOGGERS = ("absl", "asyncio")
+_FILTER = _OrbaxThreadErrors()
+
+
+def _quiet_closed_loops(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An unraisable-exception hook that drops 'Event loop is closed': TensorStore's
+    callbacks raise it for the writes orbax abandoned after a failed one."""
+
+    def hook(unraisable: Any) -> None:
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.quiets_closed_loops = True
+    return hook
+
+
+def _quiet_orbax_failures() -> None:
+    """Installs the log filter and the hook above, once per process."""
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).addFilter(_FILTER)  # a no-op when already there
+    if not getattr(sys.unraisablehook, "quiets_closed_loops", False):
+        sys.unraisablehook = _quiet_closed_loops(sys.unraisablehook)
 
 
 def _tree_problems(stored: dict[str, Any], target: dict[str, Any]) -> list[str]:
@@ -122,9 +145,7 @@ class TrainCheckpoints:
         handlers = {"params": ocp.StandardCheckpointHandler(),
                     "opt_state": ocp.StandardCheckpointHandler(),
                     "data": ocp.JsonCheckpointHandler()}
-        self._filter = _OrbaxThreadErrors()
-        for name in _FILTERED_LOGGERS:
-            logging.getLogger(name).addFilter(self._filter)
+        _quiet_orbax_failures()
         self.manager = ocp.CheckpointManager(self.model_dir, options=options,
                                              item_handlers=handlers)
         # The newest step known to be complete on disk. Not orbax's latest_step: with keep-N,
@@ -206,12 +227,7 @@ class TrainCheckpoints:
         self._finish(close=False)
 
     def close(self) -> None:
-        try:
-            self._finish(close=True)
-        finally:
-            gc.collect()  # abandoned orbax tasks log when collected: while still filtered
-            for name in _FILTERED_LOGGERS:
-                logging.getLogger(name).removeFilter(self._filter)
+        self._finish(close=True)
 
     # -- restoring ------------------------------------------------------------------------
 
@@ -314,7 +330,6 @@ class TrainCheckpoints:
                 "Put back the damaged files from a backup, or start a new MODEL_DIR (with "
                 f"INITIAL_CHECKPOINT_PATH={self.model_dir}/<step> to keep the weights of a "
                 "step whose params are intact).")
-        gc.collect()  # the reads abandoned in a damaged step log when collected (filtered)
         self._committed = step
         notes = [self._set_aside(d, step) for d in damaged]
         if damaged:
