@@ -39,25 +39,26 @@ class NonFiniteLossError(RunStopped):
     """Training produced a NaN or infinite loss."""
 
 
-def non_finite_message(loss: float, step: int, first_step: int, last_checkpoint: int | None,
-                       model_dir: Path, learning_rate: float) -> str:
-    """What to do about a non-finite loss at `step`; the learning rate is blamed only when
-    this run has made updates before it (`first_step` is where this run started)."""
+def non_finite_message(loss: float, step: int, last_checkpoint: int | None, model_dir: Path,
+                       learning_rate: float) -> str:
+    """What to do about a non-finite loss at `step` (1-based); the learning rate is blamed
+    only when the parameters have been updated (the loss of step k is computed with the
+    parameters after k - 1 updates)."""
     if last_checkpoint is None:
         saved, then = f"no checkpoint was saved in {model_dir} yet", "start again"
     else:
         saved = (f"the last good checkpoint is step {last_checkpoint} in {model_dir} (nothing "
                  "was saved after it)")
         then = "resume"
-    if step == first_step + 1:
-        cause = ("This is the first step of this run: its loss comes from the parameters "
-                 "before any update made here, so the learning rate is not the cause. Check the "
-                 "data (token ids at or above the model's vocab_size), the initial or restored "
-                 "parameters, and the dtypes (float16 overflows).")
+    if step == 1:
+        cause = ("Its loss comes from the initial parameters, before any update, so the "
+                 "learning rate is not the cause. Check the data (token ids at or above the "
+                 "model's vocab_size), the initial checkpoint and the dtypes (float16 "
+                 "overflows).")
     else:
-        cause = (f"The loss was finite for the {step - first_step - 1} step(s) before it, so "
-                 f"the updates diverged: lower the learning rate (now {learning_rate:g}), keep "
-                 "z-loss on (train.z_loss), or check the data.")
+        cause = (f"The parameters had been updated {step - 1} time(s), so the updates may have "
+                 f"diverged: lower the learning rate (now {learning_rate:g}), keep z-loss on "
+                 "(train.z_loss), or check the data.")
     return (f"non-finite loss ({loss}) at step {step}. Training stopped; {saved}. {cause} "
             f"Then run the same command to {then}.")
 
@@ -243,7 +244,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
             if not np.isfinite(metrics["loss"]):
                 ckpt.wait()
                 raise NonFiniteLossError(non_finite_message(
-                    metrics["loss"], step + 1, start_step, ckpt.latest_step(), model_dir,
+                    metrics["loss"], step + 1, ckpt.latest_step(), model_dir,
                     float(schedule(step))))
             metrics["learning_rate"] = float(schedule(step))
             report.train(step + 1, metrics)

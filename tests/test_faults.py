@@ -423,13 +423,14 @@ def test_vocabulary_mismatch_stops_before_work(workdir, tmp_path):
 def test_non_finite_loss_message():
     from flan_jax.train import non_finite_message
 
-    first = non_finite_message(float("nan"), 1, 0, None, Path("/runs/x"), 0.01)
+    first = non_finite_message(float("nan"), 1, None, Path("/runs/x"), 0.01)
     assert "no checkpoint was saved in /runs/x yet" in first
     assert "the learning rate is not the cause" in first and "None" not in first
     assert first.endswith("Then run the same command to start again.")
-    later = non_finite_message(float("inf"), 9, 6, 6, Path("/runs/x"), 0.01)
-    assert "the last good checkpoint is step 6 in /runs/x" in later
-    assert "finite for the 2 step(s) before it" in later and "lower the learning rate" in later
+    # Resumed at step 6: the restored parameters come from an update never evaluated.
+    resumed = non_finite_message(float("inf"), 7, 6, Path("/runs/x"), 0.01)
+    assert "the last good checkpoint is step 6 in /runs/x" in resumed
+    assert "updated 6 time(s)" in resumed and "lower the learning rate (now 0.01)" in resumed
 
 
 def test_a_bad_line_inside_a_log_is_not_dropped(tmp_path):
