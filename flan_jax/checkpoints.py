@@ -69,21 +69,62 @@ PARAMS_DIR = "params"
 CONFIG_FILE = "config.json"
 
 
-def _find_params_dir(path: Path) -> Path | None:
-    """The directory holding params/ at `path`: itself, or its latest numbered step."""
-    if (path / PARAMS_DIR).is_dir():
-        return path
-    steps = [
-        (int(child.name), child)
+def training_steps(path: Path) -> list[int]:
+    """The numbered step directories holding params/ at `path` (a flan_jax.train MODEL_DIR)."""
+    return sorted(
+        int(child.name)
         for child in (path.iterdir() if path.is_dir() else ())
         if child.name.isdigit() and (child / PARAMS_DIR).is_dir()
-    ]
-    return max(steps)[1] if steps else None
+    )
+
+
+def _other_weights(path: Path) -> list[str]:
+    """Weights at `path` that are not a training step: converted or copied checkpoints."""
+    found = [PARAMS_DIR + "/"] if (path / PARAMS_DIR).is_dir() else []
+    found += [f for f in hf.WEIGHT_FILES if (path / f).is_file()]
+    t5x_dir = t5x.find_checkpoint(path)
+    if t5x_dir is not None:
+        found.append(t5x_dir.name + "/" if t5x_dir != path else t5x.MSGPACK_FILE)
+    return found
+
+
+def _check_unambiguous(path: Path) -> None:
+    """CheckpointError if `path` is a training run that also holds other weights: loading
+    either silently would hide the other."""
+    steps = training_steps(path)
+    others = _other_weights(path) if steps else []
+    if others:
+        raise CheckpointError(
+            path,
+            f"holds both training steps ({', '.join(map(str, steps))}) and other weights "
+            f"({', '.join(others)}), so which to load is ambiguous",
+            f"Pass {path / str(steps[-1])} for the latest training step, or move the other "
+            "weights to a directory of their own.",
+        )
+
+
+def _find_params_dir(path: Path) -> Path | None:
+    """The directory holding params/ at `path`: itself, or its latest numbered step."""
+    _check_unambiguous(path)
+    if (path / PARAMS_DIR).is_dir():
+        return path
+    steps = training_steps(path)
+    return path / str(steps[-1]) if steps else None
 
 
 def check_destination(path: str | Path, fmt: Format) -> Path:
     """The directory `save_any(path, ..., fmt)` writes; CheckpointError if it already
-    holds a checkpoint, so that a caller can fail before reading a large source."""
+    holds a checkpoint or is a training run (whose steps the new weights would shadow),
+    so that a caller can fail before reading a large source."""
+    target = Path(path).absolute()
+    steps = training_steps(target)
+    if steps:
+        raise CheckpointError(
+            target,
+            f"is a flan_jax.train run directory (steps {', '.join(map(str, steps))}); weights "
+            "written there would be confused with its checkpoints",
+            "Choose a new directory.",
+        )
     if fmt == "hf":
         return hf.destination(path)
     if fmt == "t5x":
@@ -142,6 +183,7 @@ def detect_format(path: str | Path) -> Format:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(path, "does not exist")
+    _check_unambiguous(path)
     if path.is_dir() and hf.is_hf_dir(path):
         return "hf"
     if t5x.find_checkpoint(path) is not None:
@@ -195,6 +237,7 @@ def save_any(
 ) -> Path:
     """Writes `params` in layout `fmt` (t5x: `t5x_layout`, 'msgpack' or 'orbax'); returns
     the directory written (for t5x, the checkpoint_<step> directory)."""
+    check_destination(path, fmt)
     if fmt == "hf":
         return save_hf(path, params, config, show_progress=show_progress)
     if fmt == "t5x":

@@ -38,3 +38,11 @@ class DataFormatError(FlanJaxError):
 class EmptyFieldError(DataFormatError):
     """A row whose input or target text is empty: filtered out (as FLAN does), not
     malformed."""
+
+
+class RunStopped(FlanJaxError):
+    """A run that had started stopped on a fault (a failed save, a non-finite loss).
+
+    What was saved before the fault is kept; the CLI exits with status 1 (configuration
+    errors found before any work exit with 2).
+    """

@@ -199,11 +199,14 @@ def load_vocabulary(spec: str | None, checkpoint_path: str | None) -> Any:
 
 def check_vocab_size(vocab: Any, config: T5Config, what: str = "the vocabulary") -> None:
     """InferError if the vocabulary has ids the model has no logits for."""
-    size = int(vocab.vocab_size)
-    if size > config.vocab_size:
-        raise InferError(f"{what} has {size} tokens but the model's vocab_size is "
-                         f"{config.vocab_size}: they do not belong together (pass the "
-                         "vocabulary the checkpoint was trained with, --vocab)")
+    from flan_jax.config_checks import vocabulary_problem
+
+    problem = vocabulary_problem(vocab, config.vocab_size, what)
+    if problem:
+        raise InferError(f"{problem}. Pass the vocabulary the checkpoint was trained with "
+                         "(--vocab); a model whose vocab_size is smaller than the vocabulary it "
+                         "was trained on cannot be used with it (flan_jax.train refuses to "
+                         "train one).")
 
 
 def get_task(name: str, module: str | None) -> Any:

@@ -9,6 +9,7 @@ checkpoint, or fresh) → one jitted step → loop with checkpoints, eval and re
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 import gin
 
-from flan_jax.errors import FlanJaxError
+from flan_jax.errors import FlanJaxError, RunStopped
 from flan_jax.host_memory import keep_freed_memory
 from flan_jax.registry import BUDGET_ENV, budget_cap
 
@@ -34,8 +35,32 @@ MACROS = {"model_dir": "MODEL_DIR", "mixture_or_task_name": "MIXTURE_OR_TASK_NAM
           "eval_steps": "EVAL_STEPS"}
 
 
-class NonFiniteLossError(FlanJaxError):
+class NonFiniteLossError(RunStopped):
     """Training produced a NaN or infinite loss."""
+
+
+def non_finite_message(loss: float, step: int, last_checkpoint: int | None, model_dir: Path,
+                       learning_rate: float) -> str:
+    """What to do about a non-finite loss at `step` (1-based); the learning rate is blamed
+    only when the parameters have been updated (the loss of step k is computed with the
+    parameters after k - 1 updates)."""
+    if last_checkpoint is None:
+        saved, then = f"no checkpoint was saved in {model_dir} yet", "start again"
+    else:
+        saved = (f"the last good checkpoint is step {last_checkpoint} in {model_dir} (nothing "
+                 "was saved after it)")
+        then = "resume"
+    if step == 1:
+        cause = ("Its loss comes from the initial parameters, before any update, so the "
+                 "learning rate is not the cause. Check the data (token ids at or above the "
+                 "model's vocab_size), the initial checkpoint and the dtypes (float16 "
+                 "overflows).")
+    else:
+        cause = (f"The parameters had been updated {step - 1} time(s), so the updates may have "
+                 f"diverged: lower the learning rate (now {learning_rate:g}), keep z-loss on "
+                 "(train.z_loss), or check the data.")
+    return (f"non-finite loss ({loss}) at step {step}. Training stopped; {saved}. {cause} "
+            f"Then run the same command to {then}.")
 
 
 def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQUIRED,
@@ -56,6 +81,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           loss_normalizing_factor: float | str | None = None, num_microbatches: int = 1,
           vocabulary: str | None = None, log_period: int = 10, peak_flops: float | None = None,
           plot: bool = True, progress_bar: bool = True, stop_after_steps: int | None = None,
+          truncation_sample_size: int = 1000,
           debug_kill_at_step: int | None = None,
           compilation_cache_dir: str | None = None) -> dict[str, Any]:
     """Trains (or resumes training) and returns the final metrics.
@@ -68,6 +94,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     training, every `infer_eval_period` steps and at the end. `stop_after_steps` ends
     this invocation early (as a preemption would); `debug_kill_at_step` SIGKILLs the
     process after that step (fault injection for the exact-resume test).
+    `truncation_sample_size` training examples are checked for inputs or targets longer
+    than `task_feature_lengths` before training (MODEL_DIR/truncation.json; 0: skip).
+    Nothing is written to MODEL_DIR before the configuration and MODEL_DIR are accepted.
     `compilation_cache_dir`: JAX's persistent compilation cache (default: the user cache
     directory, see `flan_jax.compilation_cache`).
     """
@@ -77,10 +106,13 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     from flan_jax import (
         checkpoints,
         compilation_cache,
+        config_checks,
         optimizers,
         partitioning,
+        run_dir,
         training_data,
         training_eval,
+        truncation,
     )
     from flan_jax.train_step import TrainState, init_train_state, make_eval_step, make_train_step
     from flan_jax.training_checkpoints import TrainCheckpoints
@@ -110,10 +142,11 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     training_data.task_names(mixture_or_task_name)  # an unknown name stops here, with hints
     config = model_config
     optimizer = optimizer if optimizer is not None else optimizers.make_optimizer()
+    config_checks.check_vocabulary(config.vocab_size, [
+        mixture_or_task_name, *infer_eval_tasks,
+        *([eval_mixture_or_task_name] if eval_mixture_or_task_name else [])])
     model_dir = Path(model_dir).expanduser().absolute()
-    model_dir.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        (model_dir / "config.gin").write_text(gin.config_str())
+    run_dir.ensure_writable(model_dir)
 
     # -- mesh, state shapes and shardings -------------------------------------------------
     mesh = partitioning.make_mesh(num_partitions=num_partitions, mesh_shape=mesh_shape)
@@ -128,9 +161,11 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     # -- state: resume from MODEL_DIR, else initial checkpoint, else fresh ------------------
     ckpt = TrainCheckpoints(model_dir, config, period=checkpoint_period, keep=keep_checkpoints,
                             async_save=async_checkpoints)
-    restored = ckpt.restore_or_none(abstract)
+    restored = ckpt.restore_or_none(abstract)  # refuses a MODEL_DIR of another model
     if restored is not None:
-        state, data_state = restored
+        state, data_state, notes = restored
+        for note in notes:
+            print(note, file=sys.stderr)
         print(f"Resumed from {model_dir}/{int(state.step)} "
               f"({data_state['batches_consumed']} batches consumed)")
     else:
@@ -141,6 +176,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
             print(f"Initial parameters from {initial_checkpoint_path}")
         state = jax.jit(lambda p: init_train_state(config, optimizer, rng, p),
                         out_shardings=shardings)(params)
+    if jax.process_index() == 0:  # the configuration is accepted: record it
+        (model_dir / "config.gin").write_text(gin.config_str())
 
     # -- data ------------------------------------------------------------------------------
     host_batch = partitioning.per_host_batch_size(batch_size)
@@ -159,6 +196,10 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                                                 infer_eval_examples)
                  for t in infer_eval_tasks}
 
+    if truncation_sample_size and jax.process_index() == 0:
+        text, cut = truncation.report(mixture_or_task_name, task_feature_lengths,
+                                      truncation_sample_size, model_dir, use_cached=use_cached)
+        print(text, file=sys.stderr if cut else sys.stdout)
     print(f"Data and eval sets ready ({time.perf_counter() - t0:.1f}s)")
     # -- one jitted train step and eval step ---------------------------------------------
     batch_shardings = partitioning.batch_sharding(mesh)
@@ -209,11 +250,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             if not np.isfinite(metrics["loss"]):
                 ckpt.wait()
-                raise NonFiniteLossError(
-                    f"non-finite loss ({metrics['loss']}) at step {step + 1}. Training stopped; "
-                    f"the last good checkpoint is step {ckpt.latest_step()} in {model_dir} "
-                    "(nothing was saved after it). Lower the learning rate, check the data, "
-                    "or enable z-loss, then resume from MODEL_DIR.")
+                raise NonFiniteLossError(non_finite_message(
+                    metrics["loss"], step + 1, ckpt.latest_step(), model_dir,
+                    float(schedule(step))))
             metrics["learning_rate"] = float(schedule(step))
             report.train(step + 1, metrics)
             last_good = step + 1
@@ -252,6 +291,11 @@ def _host_suffix() -> str:
     return f".host{jax.process_index()}" if jax.process_count() > 1 else ""
 
 
+# Write failures that are the filesystem's, not the program's: reported in one paragraph.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                errno.EFBIG}
+
+
 def _macro_for(message: str) -> str | None:
     for param, macro in MACROS.items():
         if f"'{param}'" in message or f"{macro}/" in message or f"%{macro}" in message:
@@ -260,6 +304,7 @@ def _macro_for(message: str) -> str | None:
 
 
 def _fail(message: str) -> int:
+    message = message.split("\n  In call to configurable")[0]  # gin's note on the call site
     print(f"flan_jax.train: {message}", file=sys.stderr)
     return 2
 
@@ -341,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         root.level = level
     configured = gin.get_configurable(train)
     print("Gin configuration:\n" + gin.config_str())
+    from flan_jax.config_checks import macro_warning
+    if warning := macro_warning():
+        print(f"flan_jax.train: {warning}", file=sys.stderr)
     try:
         configured()
     except RuntimeError as e:
@@ -350,11 +398,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(f"the required setting {name} is missing. Add --gin.{name}=... "
                          "or bind it in a gin file (see gin/runs/finetune.gin).")
         raise
-    except NonFiniteLossError as e:
+    except RunStopped as e:
         _fail(str(e))
         return 1
     except FlanJaxError as e:  # gin appends "In call to configurable 'train' (...)": drop it
         return _fail(str(e).split("\n  In call to configurable")[0])
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise
+        from flan_jax.run_dir import write_failure
+        _fail(f"{write_failure(e)} Training stopped; the checkpoints saved before are kept. "
+              "Free some space or fix the permissions, then run the same command to resume.")
+        return 1
     return 0
 
 

@@ -12,6 +12,7 @@ given.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from tqdm import tqdm
 
 from flan_jax.flops import flops_per_step, measure_peak_flops
 from flan_jax.models.config import T5Config
+from flan_jax.run_dir import read_jsonl, write_text_atomic
 
 # tf.summary.scalar lives in the tensorboard package; the TF core op with the scalars
 # plugin's metadata writes the same event without that dependency.
@@ -55,13 +57,16 @@ class Reporter:
         self.last_train: dict[str, float] = {}
 
     def _read_records(self, first_step: int) -> list[dict]:
-        """Records of earlier runs up to `first_step` (later ones were not checkpointed)."""
+        """Records of earlier runs up to `first_step` (later ones were not checkpointed);
+        a last line cut short by a crash is dropped with a note."""
         if not self.jsonl.exists():
             return []
-        records = [json.loads(line) for line in self.jsonl.read_text().splitlines() if line]
+        records, note = read_jsonl(self.jsonl)
+        if note and self.primary:
+            print(note, file=sys.stderr)
         records = [r for r in records if r["step"] <= first_step]
         if self.primary:
-            self.jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+            write_text_atomic(self.jsonl, "".join(json.dumps(r) + "\n" for r in records))
         return records
 
     def _write(self, record: dict) -> None:

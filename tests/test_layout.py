@@ -109,7 +109,7 @@ def test_training_checkpoint_resumes_in_the_other_layout(params: dict, tmp_path)
     host = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=host),
                             abstract)
-    restored, data = TrainCheckpoints(tmp_path, SCANNED, period=1).restore_or_none(abstract)
+    restored, data, _ = TrainCheckpoints(tmp_path, SCANNED, period=1).restore_or_none(abstract)
     assert int(restored.step) == 3 and data == {"batches_consumed": 3}
     expected = TrainState(restored.step, layout.to_scanned(state.params),
                           layout.to_scanned(state.opt_state))

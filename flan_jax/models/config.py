@@ -154,7 +154,7 @@ class T5Config:
 
 
 _SIZES: dict[str, dict[str, int]] = {
-    "tiny": dict(vocab_size=128, d_model=32, d_ff=64, num_layers=2, num_heads=4, d_kv=8),
+    "tiny": dict(vocab_size=384, d_model=32, d_ff=64, num_layers=2, num_heads=4, d_kv=8),
     "small": dict(d_model=512, d_ff=1024, num_layers=8, num_heads=6, d_kv=64),
     "base": dict(d_model=768, d_ff=2048, num_layers=12, num_heads=12, d_kv=64),
     "large": dict(d_model=1024, d_ff=2816, num_layers=24, num_heads=16, d_kv=64),
