@@ -12,6 +12,7 @@ from typing import Any
 
 import seqio
 
+from flan_jax.datasource import as_numpy
 from flan_jax.run_dir import write_text_atomic
 
 REPORT_FILE = "truncation.json"
@@ -32,7 +33,7 @@ def count(mixture_or_task: str, lengths: Mapping[str, int], sample_size: int, *,
     else:
         ds = found.get_dataset(**options, num_epochs=1)
     counts: dict[str, dict[str, Any]] = {}
-    for example in ds.take(sample_size).as_numpy_iterator():
+    for example in as_numpy(ds.take(sample_size)):
         task = example["_task_name"].decode() if "_task_name" in example else found.name
         entry = counts.setdefault(task, {"examples": 0})
         entry["examples"] += 1
