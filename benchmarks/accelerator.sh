@@ -18,8 +18,8 @@ python3 - <<'EOF' || { echo "smoke check failed: not timing anything"; exit 1; }
 import time
 import jax, jax.numpy as jnp, numpy as np
 from flan_jax.models import t5
-from flan_jax.optimizers import make_optimizer
-from flan_jax.train_step import init_train_state, make_train_step
+from flan_jax.training.optimizers import make_optimizer
+from flan_jax.training.step import init_train_state, make_train_step
 print("devices:", jax.devices(), "jax", jax.__version__)
 for dtype in ("bfloat16", "float32"):
     config = t5.get_config("tiny", dtype=dtype)

@@ -32,7 +32,7 @@ SEQIO_IMPORT_SECONDS = time.perf_counter() - _start
 
 import tensorflow as tf  # noqa: E402
 
-from flan_jax.registry import load_catalog, register_catalog  # noqa: E402
+from flan_jax.data.registry import load_catalog, register_catalog  # noqa: E402
 
 WORDS = ("river stone quiet garden teacher window market winter orange bridge music paper "
          "doctor forest morning silver engine island letter harbor camera season village "

@@ -29,9 +29,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
-from flan_jax import decoding  # noqa: E402
-from flan_jax.checkpoints import save_hf  # noqa: E402
-from flan_jax.models import t5  # noqa: E402
+from flan_jax.interop.checkpoints import save_hf  # noqa: E402
+from flan_jax.models import (
+    decoding,  # noqa: E402
+    t5,  # noqa: E402
+)
 
 NO_EOS = -1  # an id no token has: sequences run to the full length
 

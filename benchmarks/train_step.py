@@ -11,8 +11,8 @@ padding), in two precisions (`--dtypes`):
   `dtype='bfloat16'` (t5x's ACTIVATION_DTYPE); HF runs its forward under
   `torch.autocast(device, bfloat16)` (what `Trainer(bf16=True)` does).
 
-- flan_jax: `flan_jax.train_step.make_train_step` (the trainer's step: forward, z-loss
-  cross-entropy, backward, `flan_jax.optimizers.make_optimizer`'s Adafactor), jitted with
+- flan_jax: `flan_jax.training.step.make_train_step` (the trainer's step: forward, z-loss
+  cross-entropy, backward, `flan_jax.training.optimizers.make_optimizer`'s Adafactor), jitted with
   the state donated; layers scanned where the model scans them by default (GPU, TPU).
   Compilation is timed apart and excluded.
 - torch / torch-compile: `T5ForConditionalGeneration(labels=...)` (given its own `lm_head`:
@@ -25,7 +25,7 @@ padding), in two precisions (`--dtypes`):
 256/64, torch on `--threads` threads; each (framework, lengths) pair runs in its own
 subprocess round-robin `--repeats` times and the best throughput counts (the machine is
 shared); peak memory is the process's resident set. Both run with the trainer's host
-allocator setting (`flan_jax.host_memory.keep_freed_memory`). The CPU's model and the CPU
+allocator setting (`flan_jax.kernels.host_memory.keep_freed_memory`). The CPU's model and the CPU
 specialisations in use (`flan_jax.kernels`) are printed.
 
 `--backend gpu` / `tpu`: sizes `--sizes` (default small, base, large, xl), lengths 512/128
@@ -124,7 +124,7 @@ def _device_peak_memory_mib(framework: str) -> float:
 def worker_peak(size: int, threads: int, dtype: str) -> dict:
     import torch
 
-    from flan_jax.flops import matmul_rates
+    from flan_jax.training.flops import matmul_rates
 
     rates = matmul_rates(dtype, size, repeats=5)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -168,8 +168,8 @@ def worker_jax(size: str, enc_len: int, dec_len: int, batch: int, steps: int,
     import jax.numpy as jnp
     import numpy as np
 
-    from flan_jax.optimizers import make_optimizer
-    from flan_jax.train_step import init_train_state, make_train_step
+    from flan_jax.training.optimizers import make_optimizer
+    from flan_jax.training.step import init_train_state, make_train_step
 
     config = _config(size, dtype)
     optimizer = make_optimizer(learning_rate=ADAFACTOR["lr"], decay_rate=ADAFACTOR["decay_rate"],
@@ -246,7 +246,7 @@ def worker_torch(size: str, enc_len: int, dec_len: int, batch: int, steps: int, 
 
 
 def _worker_main(args: argparse.Namespace) -> None:
-    from flan_jax.host_memory import keep_freed_memory
+    from flan_jax.kernels.host_memory import keep_freed_memory
 
     if args.backend == "cpu":
         keep_freed_memory()

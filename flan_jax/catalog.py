@@ -4,6 +4,6 @@ Use it as t5x's MIXTURE_OR_TASK_MODULE (`--gin.MIXTURE_OR_TASK_MODULE="'flan_jax
 or `import flan_jax.catalog` before `seqio.get_mixture_or_task(...)`.
 """
 
-from flan_jax.registry import register_catalog
+from flan_jax.data.registry import register_catalog
 
 CATALOG = register_catalog()

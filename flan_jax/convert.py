@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flan_jax.checkpoints import (
+from flan_jax.errors import FlanJaxError
+from flan_jax.interop.checkpoints import (
     FORMATS,
     RESTORE_HINT,
     check_destination,
@@ -20,7 +21,6 @@ from flan_jax.checkpoints import (
     load_any,
     save_any,
 )
-from flan_jax.errors import FlanJaxError
 from flan_jax.interop.common import flatten
 
 _EPILOG = """\
@@ -35,7 +35,7 @@ layouts:
             latest checkpoint_<step> is read; checkpoint_0 is written unless DST itself is
             named checkpoint_<step>, in the layout --t5x_layout names); optimizer state is
             neither read nor written
-  flan_jax  DIR/params (orbax) + DIR/config.json, as written by flan_jax.checkpoints.save_params
+  flan_jax  DIR/params (orbax) + DIR/config.json, as written by flan_jax.interop.checkpoints.save_params
 
 DST must not already hold a checkpoint. Every mismatch between the weights and the
 model config is listed by parameter name, and nothing is written.

@@ -28,7 +28,8 @@ import gin
 from flan_jax.errors import FlanJaxError
 from flan_jax.evaluation import benchmarks as bm
 from flan_jax.evaluation.runner import MODES, EvalConfig, run
-from flan_jax.host_memory import keep_freed_memory
+from flan_jax.kernels.host_memory import keep_freed_memory
+from flan_jax.training import compilation_cache
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _GIN_LITERAL = re.compile(r"""^(['"@%\[\(\{]|-?\d|True$|False$|None$)""")
@@ -100,6 +101,7 @@ def config_from_args(argv: list[str]) -> EvalConfig:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     keep_freed_memory()
+    compilation_cache.enable()
     try:
         cfg = config_from_args(argv)
         out = run(cfg)

@@ -13,7 +13,7 @@ prediction, score and the example's metadata fields such as `_task_name`, `_temp
 
 Decoding: greedy by default; `--beam N` (t5x length penalty `--alpha`); `--temperature T`
 (> 0) samples, optionally with `--top_k` / `--top_p`. The checkpoint is anything
-`flan_jax.checkpoints.load_any` reads (Hugging Face, t5x, flan_jax). The vocabulary is
+`flan_jax.interop.checkpoints.load_any` reads (Hugging Face, t5x, flan_jax). The vocabulary is
 `--vocab` (a SentencePiece `.model` file or `byte`), else the `spiece.model` next to a
 Hugging Face checkpoint, else $FLAN_JAX_VOCAB / the T5 default; for a task, the task's own.
 
@@ -37,10 +37,11 @@ import gin
 import jax
 import numpy as np
 
-from flan_jax import decoding
 from flan_jax.errors import FlanJaxError
-from flan_jax.host_memory import keep_freed_memory
+from flan_jax.kernels.host_memory import keep_freed_memory
+from flan_jax.models import decoding
 from flan_jax.models.config import T5Config
+from flan_jax.training import compilation_cache
 
 _MIN_INPUT_BUCKET = 16
 
@@ -175,7 +176,7 @@ def encode_prompt(vocab: Any, text: str, max_length: int) -> list[int]:
 
 def load_model(path: str | None, dtype: str | None = None) -> tuple[Any, T5Config]:
     """(params, config) from any checkpoint layout; InferError if it is missing."""
-    from flan_jax import checkpoints
+    from flan_jax.interop import checkpoints
 
     if not path:
         raise InferError("no checkpoint: pass --checkpoint PATH (a Hugging Face, t5x or "
@@ -188,7 +189,7 @@ def load_model(path: str | None, dtype: str | None = None) -> tuple[Any, T5Confi
 
 def load_vocabulary(spec: str | None, checkpoint_path: str | None) -> Any:
     """--vocab, else spiece.model beside the checkpoint, else flan_jax's default."""
-    from flan_jax import vocab as vocab_lib
+    from flan_jax.data import vocab as vocab_lib
 
     try:
         return vocab_lib.for_checkpoint(checkpoint_path, spec)
@@ -199,7 +200,7 @@ def load_vocabulary(spec: str | None, checkpoint_path: str | None) -> Any:
 
 def check_vocab_size(vocab: Any, config: T5Config, what: str = "the vocabulary") -> None:
     """InferError if the vocabulary has ids the model has no logits for."""
-    from flan_jax.config_checks import vocabulary_problem
+    from flan_jax.training.config_checks import vocabulary_problem
 
     problem = vocabulary_problem(vocab, config.vocab_size, what)
     if problem:
@@ -212,7 +213,7 @@ def check_vocab_size(vocab: Any, config: T5Config, what: str = "the vocabulary")
 def get_task(name: str, module: str | None) -> Any:
     """The seqio Task or Mixture `name` (after importing `module`); a FlanJaxError naming
     the closest registered names if unknown."""
-    from flan_jax.registry import get_mixture_or_task
+    from flan_jax.data.registry import get_mixture_or_task
 
     for mod in [m for m in (module, "flan_jax.catalog") if m]:
         try:
@@ -245,7 +246,7 @@ def iter_examples(task_or_mixture: Any, split: str, lengths: dict[str, int],
     """
     import seqio
 
-    from flan_jax.datasource import as_numpy
+    from flan_jax.data.datasource import as_numpy
 
     tasks = getattr(task_or_mixture, "tasks", None) if isinstance(
         task_or_mixture, seqio.Mixture) else None
@@ -412,6 +413,7 @@ def _read_prompts(values: dict[str, Any]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; returns the exit status."""
     keep_freed_memory()
+    compilation_cache.enable()
     try:
         values, args = parse_settings(argv)
         params, config = load_model(values["checkpoint_path"], values["dtype"])

@@ -20,10 +20,10 @@ import statistics
 import sys
 from collections.abc import Iterator
 
-from flan_jax import bad_rows, mixing, registry
+from flan_jax.data import bad_rows, mixing, registry
+from flan_jax.data.registry import Catalog
+from flan_jax.data.schema import ALL_STYLES, TEMPLATE_GROUPS
 from flan_jax.errors import FlanJaxError, MissingDataError
-from flan_jax.registry import Catalog
-from flan_jax.schema import ALL_STYLES, TEMPLATE_GROUPS
 
 
 def _seqio_names(catalog: Catalog, names: list[str]) -> list[str]:
@@ -98,7 +98,7 @@ def cmd_show(catalog: Catalog, args: argparse.Namespace) -> None:
 
 
 def _rendered(name: str, split: str, seed: int | None) -> Iterator[dict]:
-    from flan_jax.datasource import FlanDataSource
+    from flan_jax.data.datasource import FlanDataSource
 
     source = _task(name).source
     fresh = FlanDataSource(source.data, source.style, _task(name).output_features[

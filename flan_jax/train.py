@@ -22,9 +22,9 @@ from typing import Any
 
 import gin
 
+from flan_jax.data.registry import BUDGET_ENV, budget_cap
 from flan_jax.errors import FlanJaxError, RunStopped
-from flan_jax.host_memory import keep_freed_memory
-from flan_jax.registry import BUDGET_ENV, budget_cap
+from flan_jax.kernels.host_memory import keep_freed_memory
 
 # Parameter name of `train` -> the t5x macro that gin files bind it to.
 MACROS = {"model_dir": "MODEL_DIR", "mixture_or_task_name": "MIXTURE_OR_TASK_NAME",
@@ -98,25 +98,25 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     than `task_feature_lengths` before training (MODEL_DIR/truncation.json; 0: skip).
     Nothing is written to MODEL_DIR before the configuration and MODEL_DIR are accepted.
     `compilation_cache_dir`: JAX's persistent compilation cache (default: the user cache
-    directory, see `flan_jax.compilation_cache`).
+    directory, see `flan_jax.training.compilation_cache`).
     """
     import jax
     import numpy as np
 
-    from flan_jax import (
-        checkpoints,
+    from flan_jax.interop import checkpoints
+    from flan_jax.training import (
         compilation_cache,
         config_checks,
+        in_loop_eval,
         optimizers,
         partitioning,
+        pipeline,
         run_dir,
-        training_data,
-        training_eval,
         truncation,
     )
-    from flan_jax.train_step import TrainState, init_train_state, make_eval_step, make_train_step
-    from flan_jax.training_checkpoints import TrainCheckpoints
-    from flan_jax.training_report import Reporter
+    from flan_jax.training.checkpoints import TrainCheckpoints
+    from flan_jax.training.report import Reporter
+    from flan_jax.training.step import TrainState, init_train_state, make_eval_step, make_train_step
 
     t0 = time.perf_counter()
     # -- configuration --------------------------------------------------------------------
@@ -128,9 +128,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                                      budget_cap() or task_feature_lengths["inputs"]))
     if "flan_jax.catalog" in sys.modules:
         # Registered at import, before gin was parsed: register again so that the tasks
-        # take the configured vocabulary (`vocabulary` or flan_jax.vocab.get_vocabulary.path)
+        # take the configured vocabulary (`vocabulary` or flan_jax.data.vocab.get_vocabulary.path)
         # and few-shot budget.
-        from flan_jax.registry import register_catalog
+        from flan_jax.data.registry import register_catalog
         register_catalog()
     if distributed is not None:
         distributed()
@@ -139,7 +139,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         seqio.add_global_cache_dirs(list(cache_dirs))
     with gin.unlock_config():  # the task module may declare gin configurables
         importlib.import_module(mixture_or_task_module or "flan_jax.catalog")
-    training_data.task_names(mixture_or_task_name)  # an unknown name stops here, with hints
+    pipeline.task_names(mixture_or_task_name)  # an unknown name stops here, with hints
     config = model_config
     optimizer = optimizer if optimizer is not None else optimizers.make_optimizer()
     config_checks.check_vocabulary(config.vocab_size, [
@@ -182,17 +182,17 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     # -- data ------------------------------------------------------------------------------
     host_batch = partitioning.per_host_batch_size(batch_size)
     shard = partitioning.host_shard_info()
-    train_iter = training_data.train_iterator(
+    train_iter = pipeline.train_iterator(
         mixture_or_task_name, task_feature_lengths, host_batch, seed=seed, pack=pack,
         shard_info=shard, consumed=data_state["batches_consumed"],
         shuffle_buffer_size=shuffle_buffer_size, use_cached=use_cached,
         report_path=model_dir / f"data_report{_host_suffix()}.json")
     eval_name = eval_mixture_or_task_name or mixture_or_task_name
-    eval_batches = training_data.eval_batches(eval_name, task_feature_lengths, host_batch,
+    eval_batches = pipeline.eval_batches(eval_name, task_feature_lengths, host_batch,
                                               eval_steps, split="validation", pack=pack,
                                               shard_info=shard, use_cached=use_cached
                                               ) if eval_steps else []
-    eval_sets = {t: training_eval.load_eval_set(t, infer_eval_split, task_feature_lengths,
+    eval_sets = {t: in_loop_eval.load_eval_set(t, infer_eval_split, task_feature_lengths,
                                                 infer_eval_examples)
                  for t in infer_eval_tasks}
 
@@ -225,7 +225,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                     totals[k] = totals.get(k, 0.0) + float(v)
             report.eval_loss(step, totals, len(eval_batches))
         if eval_sets and infer:
-            report.infer_eval(step, training_eval.evaluate(
+            report.infer_eval(step, in_loop_eval.evaluate(
                 state.params, config, eval_sets,
                 infer_max_decode_length or task_feature_lengths["targets"], step=step))
 
@@ -277,7 +277,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         report.close()
     if jax.process_index() == 0:
         (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
-    trained_on = training_data.task_names(mixture_or_task_name)
+    trained_on = pipeline.task_names(mixture_or_task_name)
     summary = report.finish(eval_sets, plot=plot,
                             held_out=[t for t in eval_sets if t not in trained_on])
     summary["step"] = last_good
@@ -344,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     register()
     # Modules declaring gin configurables, imported before the config is parsed and locked.
-    from flan_jax import catalog, optimizers, partitioning, vocab  # noqa: F401
+    from flan_jax.training import optimizers, partitioning  # noqa: F401
     try:
         files, bindings, paths = parse_flags(argv)
     except ValueError as e:
@@ -386,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root.level = level
     configured = gin.get_configurable(train)
     print("Gin configuration:\n" + gin.config_str())
-    from flan_jax.config_checks import macro_warning
+    from flan_jax.training.config_checks import macro_warning
     if warning := macro_warning():
         print(f"flan_jax.train: {warning}", file=sys.stderr)
     try:
@@ -406,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         if e.errno not in _DISK_ERRORS:
             raise
-        from flan_jax.run_dir import write_failure
+        from flan_jax.training.run_dir import write_failure
         _fail(f"{write_failure(e)} Training stopped; the checkpoints saved before are kept. "
               "Free some space or fix the permissions, then run the same command to resume.")
         return 1

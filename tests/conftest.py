@@ -53,7 +53,7 @@ def train_env(compilation_cache: Path | None = None) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def _count_cache(tmp_path, monkeypatch):
-    from flan_jax import bad_rows
+    from flan_jax.data import bad_rows
 
     monkeypatch.setenv("FLAN_JAX_CACHE_DIR", str(tmp_path / "cache"))
     bad_rows.reset()

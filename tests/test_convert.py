@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from flan_jax.checkpoints import load_params, save_hf
 from flan_jax.convert import main
+from flan_jax.interop.checkpoints import load_params, save_hf
 from flan_jax.interop.common import flatten, unflatten
 from flan_jax.models.config import T5Config
 from flan_jax.models.t5 import abstract_params

@@ -75,7 +75,7 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def params(path: Path) -> dict[str, np.ndarray]:
-    from flan_jax.checkpoints import load_any
+    from flan_jax.interop.checkpoints import load_any
     from flan_jax.interop.common import flatten
     return flatten(load_any(path)[0])
 
@@ -162,9 +162,9 @@ def _abstract_state(model_dir: Path, **optimizer_settings):
     import jax
     import optax
 
-    from flan_jax import optimizers
     from flan_jax.interop.common import read_config
-    from flan_jax.train_step import init_train_state
+    from flan_jax.training import optimizers
+    from flan_jax.training.step import init_train_state
 
     config = read_config(model_dir / "config.json")
     optimizer = optimizers.make_optimizer(learning_rate=optax.constant_schedule(0.01),
@@ -176,7 +176,7 @@ def _abstract_state(model_dir: Path, **optimizer_settings):
 
 
 def restore(model_dir: Path, **optimizer_settings):
-    from flan_jax.training_checkpoints import TrainCheckpoints
+    from flan_jax.training.checkpoints import TrainCheckpoints
 
     config, abstract = _abstract_state(model_dir, **optimizer_settings)
     checkpoints = TrainCheckpoints(model_dir, config, period=3)
@@ -272,9 +272,9 @@ def test_disk_full_stops_and_keeps_the_last_step(workdir, trained, tmp_path):
 def _tiny_state(step: int):
     import jax
 
-    from flan_jax import optimizers
     from flan_jax.models.config import get_config
-    from flan_jax.train_step import init_train_state
+    from flan_jax.training import optimizers
+    from flan_jax.training.step import init_train_state
 
     config = get_config("tiny")
     state = init_train_state(config, optimizers.make_optimizer(learning_rate=0.01),
@@ -283,7 +283,7 @@ def _tiny_state(step: int):
 
 
 def test_save_into_a_read_only_directory_stops_cleanly(tmp_path):
-    from flan_jax.training_checkpoints import CheckpointSaveError, TrainCheckpoints
+    from flan_jax.training.checkpoints import CheckpointSaveError, TrainCheckpoints
 
     config, state = _tiny_state(1)
     run = tmp_path / "run"
@@ -305,7 +305,7 @@ def test_disk_filling_up_during_a_write_keeps_the_previous_step(tmp_path):
     """Room for the arrays but not for orbax's metadata: the write itself fails."""
     import jax
 
-    from flan_jax.training_checkpoints import CheckpointSaveError, TrainCheckpoints
+    from flan_jax.training.checkpoints import CheckpointSaveError, TrainCheckpoints
 
     config, state = _tiny_state(1)
     # Random bits do not compress: the step takes its arrays' bytes plus orbax's metadata.
@@ -362,7 +362,7 @@ def test_model_dir_of_another_model_is_refused_before_writing(workdir, trained, 
 
 def test_convert_refuses_a_training_run(trained, tmp_path, capsys):
     from flan_jax import convert
-    from flan_jax.checkpoints import detect_format, load_any
+    from flan_jax.interop.checkpoints import detect_format, load_any
     from flan_jax.interop.common import CheckpointError
 
     run = copy_run(trained, tmp_path)
@@ -439,7 +439,7 @@ def test_non_finite_loss_message():
 
 
 def test_a_bad_line_inside_a_log_is_not_dropped(tmp_path):
-    from flan_jax.run_dir import RunDirError, read_jsonl
+    from flan_jax.training.run_dir import RunDirError, read_jsonl
 
     log = tmp_path / "metrics.jsonl"
     log.write_text('{"step": 1}\n{"step": \n{"step": 3}\n')

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import seqio
 
-from flan_jax import checkpoints, decoding, infer
+from flan_jax import infer
+from flan_jax.interop import checkpoints
+from flan_jax.models import decoding
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

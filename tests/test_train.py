@@ -43,7 +43,7 @@ def _train_losses(model_dir: Path) -> list[tuple[int, float]]:
 
 
 def _params(model_dir: Path) -> dict:
-    from flan_jax.checkpoints import load_any
+    from flan_jax.interop.checkpoints import load_any
     from flan_jax.interop.common import flatten
     params, _ = load_any(model_dir)
     return flatten(params)
@@ -203,9 +203,9 @@ MESH_SCRIPT = """
 import os
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
 import jax, numpy as np
-from flan_jax import optimizers, partitioning
+from flan_jax.training import optimizers, partitioning
 from flan_jax.models.config import get_config
-from flan_jax.train_step import TrainState, init_train_state, make_train_step
+from flan_jax.training.step import TrainState, init_train_state, make_train_step
 
 config = get_config("tiny", dropout_rate=0.1)
 opt = optimizers.make_optimizer(learning_rate=0.01)

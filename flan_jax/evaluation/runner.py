@@ -1,7 +1,7 @@
 """Runs the evaluation suite on one checkpoint: render, decode, extract, score, report.
 
 Prompts come from the task catalog in `tasks/eval/` (the same seqio tasks that
-training-time evaluation uses); decoding from `flan_jax.decoding`.
+training-time evaluation uses); decoding from `flan_jax.models.decoding`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import gin
 import numpy as np
 
-from flan_jax import bad_rows, metrics
+from flan_jax.data import bad_rows, metrics
 from flan_jax.errors import DataFormatError, FlanJaxError
 from flan_jax.evaluation import answers, prompts
 from flan_jax.evaluation import benchmarks as bm
@@ -201,7 +201,7 @@ class Model:
             yield start, texts[start:start + self.batch_size]
 
     def generate(self, texts: Sequence[str], max_length: int, bar=None) -> list[str]:
-        from flan_jax.decoding import greedy_decode
+        from flan_jax.models.decoding import greedy_decode
 
         out: list[str] = []
         for _, chunk in self._batches(texts):
@@ -217,7 +217,7 @@ class Model:
                top_k: int) -> list[list[str]]:
         import jax
 
-        from flan_jax.decoding import sample_decode
+        from flan_jax.models.decoding import sample_decode
 
         out: list[list[str]] = [[] for _ in texts]
         for start, chunk in self._batches(texts):
@@ -234,7 +234,7 @@ class Model:
 
     def rank(self, texts: Sequence[str], options: Sequence[str]) -> list[int]:
         """Index of the option with the highest log-likelihood, for each input."""
-        from flan_jax.decoding import score_targets
+        from flan_jax.models.decoding import score_targets
 
         targets = [[*self.vocab.encode(o), 1] for o in options]
         width = max(len(t) for t in targets)
@@ -256,7 +256,7 @@ def load_model(cfg: EvalConfig, vocabulary: Any) -> Model:
     initialised model of that size with the vocabulary's size (smoke tests)."""
     import jax
 
-    from flan_jax.checkpoints import load_any
+    from flan_jax.interop.checkpoints import load_any
     from flan_jax.models.config import get_config
     from flan_jax.models.t5 import init_params
 
@@ -322,10 +322,10 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     """Runs the evaluation and writes the reports; returns components, results and paths."""
     import tqdm
 
-    from flan_jax import vocab as vocab_lib
-    from flan_jax.datasource import TaskData
-    from flan_jax.registry import load_catalog
-    from flan_jax.templates import Renderer
+    from flan_jax.data import vocab as vocab_lib
+    from flan_jax.data.datasource import TaskData
+    from flan_jax.data.registry import load_catalog
+    from flan_jax.data.templates import Renderer
 
     if cfg.mmlu_direct_scoring not in ("generate", "rank"):
         raise FlanJaxError(f"mmlu_direct_scoring must be 'generate' or 'rank', "

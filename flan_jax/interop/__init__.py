@@ -1,4 +1,4 @@
 """Readers and writers for foreign checkpoint formats (Hugging Face, t5x).
 
-`flan_jax.checkpoints` is the entry point; these modules hold one format each.
+`flan_jax.interop.checkpoints` is the entry point; these modules hold one format each.
 """

@@ -1,5 +1,5 @@
 """Adafactor's factored update on XLA:CPU in one C++ custom call that writes the parameters
-in place (`flan_jax/kernels/adafactor.cc`); `flan_jax.optimizers` uses it where
+in place (`flan_jax/kernels/adafactor.cc`); `flan_jax.training.optimizers` uses it where
 `flan_jax.kernels.enabled('adafactor')`.
 
 Two things make the XLA version of the update slow on a CPU. Its arithmetic is about 16

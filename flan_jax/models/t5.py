@@ -255,7 +255,7 @@ class Transformer(nn.Module):
                              f"encoder_input_tokens {list(encoder_input_tokens.shape)}")
         if decode and self.config.scan_layers:
             raise ValueError("decode=True (cached decoding) runs the per-layer model: decode "
-                             "with flan_jax.decoding, which converts scanned parameters")
+                             "with flan_jax.models.decoding, which converts scanned parameters")
         return self.decoder(encoded, encoder_input_tokens, decoder_input_tokens,
                             decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
                             not enable_dropout, decode)

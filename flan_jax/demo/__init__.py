@@ -1,9 +1,0 @@
-"""Embedded demo collection: procedurally generated Flan-style tasks for tiny CPU runs.
-
-See :mod:`flan_jax.demo.generators` for the families and ``tasks/demo/*.yaml`` for
-their templates.
-"""
-
-from flan_jax.demo.generators import FAMILIES, SPLITS
-
-__all__ = ["FAMILIES", "SPLITS"]
