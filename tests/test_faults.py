@@ -447,3 +447,27 @@ def test_a_bad_line_inside_a_log_is_not_dropped(tmp_path):
         read_jsonl(log)
     log.write_text('{"step": 1}\n{"step": 2}\n')
     assert read_jsonl(log) == ([{"step": 1}, {"step": 2}], None)
+
+
+def test_abandoned_orbax_reads_are_quiet_and_others_are_not():
+    """After a damaged step is reported, orbax's abandoned read coroutines raise again when
+    collected; those are dropped, any other unraisable error still reaches the hook."""
+    from types import SimpleNamespace
+
+    from flan_jax.training.checkpoints import _quiet_abandoned_io
+
+    def raised_in(filename: str) -> SimpleNamespace:
+        code = compile("raise OSError('read failed')", filename, "exec")
+        try:
+            exec(code)
+        except OSError as e:
+            return SimpleNamespace(exc_value=e, exc_traceback=e.__traceback__)
+
+    seen = []
+    hook = _quiet_abandoned_io(seen.append)
+    hook(raised_in("/site-packages/orbax/checkpoint/_src/serialization/serialization.py"))
+    hook(SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), exc_traceback=None))
+    assert seen == []
+    ours = raised_in("/site-packages/flan_jax/training/step.py")
+    hook(ours)
+    assert seen == [ours]

@@ -105,16 +105,26 @@ class _OrbaxThreadErrors(logging.Filter):
 _FILTER = _OrbaxThreadErrors()
 
 
-def _quiet_closed_loops(previous: Callable[[Any], None]) -> Callable[[Any], None]:
-    """An unraisable-exception hook that drops 'Event loop is closed': TensorStore's
-    callbacks raise it for the writes orbax abandoned after a failed one."""
+def _raised_in_orbax(tb: Any) -> bool:
+    while tb is not None:
+        if "orbax" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _quiet_abandoned_io(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An unraisable-exception hook that drops 'Event loop is closed' (TensorStore's
+    callbacks raise it for the writes orbax abandoned after a failed one) and the errors
+    of orbax's abandoned read coroutines, collected after a damaged step was reported."""
 
     def hook(unraisable: Any) -> None:
         value = unraisable.exc_value
-        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+        closed_loop = isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+        if not (closed_loop or _raised_in_orbax(unraisable.exc_traceback)):
             previous(unraisable)
 
-    hook.quiets_closed_loops = True
+    hook.quiets_abandoned_io = True
     return hook
 
 
@@ -122,8 +132,8 @@ def _quiet_orbax_failures() -> None:
     """Installs the log filter and the hook above, once per process."""
     for name in ("absl", "asyncio"):
         logging.getLogger(name).addFilter(_FILTER)  # a no-op when already there
-    if not getattr(sys.unraisablehook, "quiets_closed_loops", False):
-        sys.unraisablehook = _quiet_closed_loops(sys.unraisablehook)
+    if not getattr(sys.unraisablehook, "quiets_abandoned_io", False):
+        sys.unraisablehook = _quiet_abandoned_io(sys.unraisablehook)
 
 
 def _tree_problems(stored: dict[str, Any], target: dict[str, Any]) -> list[str]:
