@@ -25,6 +25,15 @@ def accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, fl
     return {"accuracy": 100.0 * sum(hits) / max(len(hits), 1)}
 
 
+def answer_accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+    """Accuracy of the final answers: the text after the last "So the answer is" / "The
+    answer is" (chain of thought; its final full stop dropped), else the whole text."""
+    from flan_jax.evaluation.answers import extract_cot_answer
+
+    return accuracy([extract_cot_answer(str(t)) for t in targets],
+                    [extract_cot_answer(str(p)) for p in predictions])
+
+
 def _f1(target: str, prediction: str) -> float:
     t, p = _normalize_answer(target).split(), _normalize_answer(prediction).split()
     common = sum((collections.Counter(t) & collections.Counter(p)).values())
@@ -215,7 +224,7 @@ def edit_distance(targets: Sequence[Any], predictions: Sequence[str]) -> dict[st
 
 
 METRICS: dict[str, MetricFn] = {
-    "accuracy": accuracy, "squad": squad, "f1_binary": f1_binary, "mcc": mcc,
+    "accuracy": accuracy, "answer_accuracy": answer_accuracy, "squad": squad, "f1_binary": f1_binary, "mcc": mcc,
     "pearson_spearman": pearson_spearman, "multiclass_f1": multiclass_f1, "rouge": rouge,
     "bleu": bleu, "edit_distance": edit_distance,
 }
