@@ -44,7 +44,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           model_config: Any = gin.REQUIRED, optimizer: Any = None,
           mixture_or_task_module: str | None = None, initial_checkpoint_path: str | None = None,
           eval_period: int = 1000, eval_steps: int = 20, eval_mixture_or_task_name: str | None = None,
-          infer_eval_tasks: Sequence[str] = (), infer_eval_split: str = "test",
+          infer_eval_tasks: Sequence[str] = (), rank_eval_tasks: Sequence[str] = (),
+          infer_eval_split: str = "test",
           infer_eval_examples: int = 100, infer_eval_period: int | None = None,
           infer_max_decode_length: int | None = None,
           checkpoint_period: int = 1000, keep_checkpoints: int | None = 3,
@@ -64,7 +65,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     (`seqio.scripts.cache_tasks_main --output_cache_dir=DIR`), looked up in `cache_dirs`.
     `infer_eval_tasks`: seqio tasks scored by greedy decoding + their metrics (one
     `seqio.Evaluator` each, built before training so the examples are read once) before
-    training, every `infer_eval_period` steps and at the end. `stop_after_steps` ends
+    training, every `infer_eval_period` steps and at the end; `rank_eval_tasks` (some of
+    them) are also scored by rank classification over their listed options. `stop_after_steps` ends
     this invocation early (as a preemption would); `debug_kill_at_step` SIGKILLs the
     process after that step (fault injection for the exact-resume test).
     """
@@ -142,9 +144,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                                               eval_steps, split="validation", pack=pack,
                                               shard_info=shard, use_cached=use_cached
                                               ) if eval_steps else []
-    eval_sets = {t: training_eval.load_eval_set(t, infer_eval_split, task_feature_lengths,
-                                                infer_eval_examples)
-                 for t in infer_eval_tasks}
+    eval_suite = training_eval.EvalSuite.load(infer_eval_tasks, rank_eval_tasks,
+                                              infer_eval_split, task_feature_lengths,
+                                              infer_eval_examples)
 
     print(f"Data and eval sets ready ({time.perf_counter() - t0:.1f}s)")
     # -- one jitted train step and eval step ---------------------------------------------
@@ -170,10 +172,11 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                 for k, v in eval_fn(state.params, partitioning.global_batch(b, mesh)).items():
                     totals[k] = totals.get(k, 0.0) + float(v)
             report.eval_loss(step, totals, len(eval_batches))
-        if eval_sets and infer:
-            report.infer_eval(step, training_eval.evaluate(
-                state.params, config, eval_sets,
-                infer_max_decode_length or task_feature_lengths["targets"], step=step))
+        if eval_suite and infer:
+            report.infer_eval(step, eval_suite.run(
+                state.params, config,
+                infer_max_decode_length or task_feature_lengths["targets"], step=step,
+                progress=progress_bar and jax.process_index() == 0))
 
     # -- loop ------------------------------------------------------------------------------
     report = Reporter(model_dir, config, train_steps=train_steps, batch_size=batch_size,
@@ -225,9 +228,12 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         report.close()
     if jax.process_index() == 0:
         (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
-    trained_on = training_data.task_names(mixture_or_task_name)
-    summary = report.finish(eval_sets, plot=plot,
-                            held_out=[t for t in eval_sets if t not in trained_on])
+    summary = report.finish(
+        eval_suite.decoded, plot=plot,
+        trained_on=training_data.task_names(mixture_or_task_name),
+        note=f"`{mixture_or_task_name}`, {train_steps} steps of {batch_size} sequences, "
+             f"{report.num_params:,} parameters; {infer_eval_examples} `{infer_eval_split}` "
+             "examples per task.")
     summary["step"] = last_good
     return summary
 
@@ -301,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     level, root.level = root.level, logging.CRITICAL  # gin logs each search-path miss
     try:
         gin.parse_config_files_and_bindings(files, bindings, finalize_config=True)
-    except (ValueError, KeyError, SyntaxError, OSError, ImportError, TypeError) as e:
+    except (ValueError, KeyError, SyntaxError, OSError, ImportError, TypeError, NameError) as e:
         text = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip(".")
         macro = _macro_for(str(e))
         if "not subsequently overridden" in str(e) and macro:
