@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,14 +162,15 @@ def verdict(rows: Sequence[Row]) -> str:
 
 
 def plot(rows: Sequence[Row], path: Path) -> None:
-    """Bars per task: chance, untrained, trained (and rank classification after training
-    where measured), majority as a tick; groups separated by a gap."""
+    """Bars per task: chance, untrained, trained (and, where measured, trained on the
+    unseen templates and by rank classification), majority as a tick; groups apart."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     bars = (("chance", "#bbbbbb", "chance"), ("untrained", "#f4a259", "untrained"),
             ("trained", "#2a9d8f", "trained (decoded)"),
+            ("unseen", "#8ab17d", "trained, unseen templates"),
             ("rank_trained", "#264653", "trained (rank classification)"))
     shown = [b for b in bars if any(getattr(r, b[0]) is not None for r in rows)]
     width = 0.8 / len(shown)
@@ -184,7 +186,8 @@ def plot(rows: Sequence[Row], path: Path) -> None:
     ax.scatter(positions, [r.majority for r in rows], marker="_", s=300, color="black",
                label="majority answer", zorder=3)
     ax.set_xticks(positions, [_short(r) for r in rows], rotation=45, ha="right", fontsize=8)
-    ax.set(ylabel="accuracy (%)", ylim=(0, 100), title=verdict(rows)[:110])
+    ax.set(ylabel="accuracy (%)", ylim=(0, 100),
+           title=textwrap.fill(verdict(rows), 150))
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
