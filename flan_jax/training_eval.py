@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from flan_jax.decoding import greedy_decode
 from flan_jax.errors import FlanJaxError
+from flan_jax.evaluation.answers import extract_cot_answer
 from flan_jax.models.config import T5Config
 from flan_jax.rank_classification import RankSet, load_rank_set, model_score_fn, rank_accuracy
 from flan_jax.templates import OPTION_HEADERS
@@ -41,7 +42,7 @@ class EvalSet:
 
     evaluator: seqio.Evaluator
     targets: list[Any]            # postprocessed reference answers, in example order
-    majority: float               # accuracy (%) of always answering the commonest target
+    majority: float               # accuracy (%) of always giving the commonest answer
     chance: float | None          # expected accuracy (%) of a uniform guess among the
                                   # options listed in the prompt (None: no options)
     target_tokens: int = 0        # the longest target, in tokens with EOS
@@ -120,11 +121,25 @@ def load_eval_set(task_name: str, split: str, sequence_length: Mapping[str, int]
                                            is_target=True))
         options.append(count_options(ex["inputs_pretokenized"].decode()))
         target_tokens = max(target_tokens, len(ex["targets"]))
-    counts = collections.Counter(str(t) for t in targets)
-    majority = 100.0 * counts.most_common(1)[0][1] / len(targets) if targets else 0.0
     chance = (100.0 * float(np.mean([1.0 / k for k in options]))
               if options and all(options) else None)
-    return EvalSet(evaluator, targets, majority, chance, target_tokens)
+    return EvalSet(evaluator, targets, majority_baseline(task, targets), chance, target_tokens)
+
+
+def majority_baseline(task: seqio.Task, targets: Sequence[Any]) -> float:
+    """The best accuracy (%) of giving one answer to every example, by the task's own
+    metrics: the candidates are the targets and their final answers (the text after "So
+    the answer is"), so a chain-of-thought task's baseline is its commonest answer, not
+    its commonest rationale."""
+    if not targets:
+        return 0.0
+    counts = collections.Counter(str(t) for t in targets)
+    best = 100.0 * counts.most_common(1)[0][1] / len(targets)
+    candidates = {extract_cot_answer(str(t)) for t in targets} - set(counts)
+    for answer in candidates:
+        for fn in task.predict_metric_fns:
+            best = max(best, fn(list(targets), [answer] * len(targets)).get("accuracy", 0.0))
+    return best
 
 
 def make_predict_fn(params: Any, config: T5Config, max_decode_length: int,

@@ -169,3 +169,17 @@ def test_unknown_or_unsuitable_eval_task_is_a_clear_error():
         training_eval.load_eval_set("demo_submix", "test", LENGTHS, 2)
     with pytest.raises(FlanJaxError, match="no 'nope' split"):
         training_eval.load_eval_set(TASK, "nope", LENGTHS, 2)
+
+
+def test_majority_of_a_cot_task_is_its_commonest_final_answer():
+    import re
+
+    from flan_jax import training_eval
+
+    es = training_eval.load_eval_set("demo_counting_zs_cot_unseen", "test",
+                                     {"inputs": 128, "targets": 256}, 12)
+    answers = [re.fullmatch(r".* So the answer is (\d+)\.", t, re.S).group(1)
+               for t in es.targets]
+    commonest = max(answers.count(a) for a in answers)
+    assert es.majority == pytest.approx(100.0 * commonest / len(answers))
+    assert es.chance is None  # no options in a CoT prompt
