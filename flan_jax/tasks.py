@@ -30,8 +30,10 @@ def _seqio_names(catalog: Catalog, names: list[str]) -> list[str]:
     """Expands task definitions and mixtures to seqio task names."""
     styles = catalog.task_styles()
     out: list[str] = []
+    unseen = {spec.task_name(s, unseen=True) for spec in catalog.tasks.values()
+              for s in spec.unseen_styles()}
     for name in names:
-        if name in styles:
+        if name in styles or name in unseen:
             out.append(name)
         elif name in catalog.tasks:
             out.extend(catalog.tasks[name].task_name(s) for s in catalog.tasks[name].styles)
@@ -75,6 +77,9 @@ def cmd_show(catalog: Catalog, args: argparse.Namespace) -> None:
     print(f"  source:     {data.source.describe()}")
     print(f"  fields:     {', '.join(sorted(spec.parser.provided_fields()))}")
     print(f"  tasks:      {', '.join(spec.task_name(s) for s in spec.styles)}")
+    if spec.unseen_styles():
+        print("  held-out templates (never trained on): "
+              f"{', '.join(spec.task_name(s, unseen=True) for s in spec.unseen_styles())}")
     for mixture in catalog.mixtures:
         members = mixing.all_members(catalog, mixture)
         if any(spec.task_name(s) in members for s in spec.styles):
@@ -82,9 +87,11 @@ def cmd_show(catalog: Catalog, args: argparse.Namespace) -> None:
             own = sum(shares.get(spec.task_name(s), 0.0) for s in spec.styles)
             print(f"  in mixture {mixture}: {100 * own:.3f}% of examples")
     for group, templates in spec.templates.items():
-        print(f"\n  [{group}] {len(templates)} templates")
+        held = sum(t.held_out for t in templates)
+        print(f"\n  [{group}] {len(templates)} templates"
+              + (f" ({held} held out of training, marked *)" if held else ""))
         for i, t in enumerate(templates):
-            head = f"   {i:2d}. "
+            head = f"   {i:2d}{'*' if t.held_out else '.'} "
             if t.instruction:
                 print(f"{head}instruction: {t.instruction!r}")
                 head = " " * len(head)
@@ -102,7 +109,7 @@ def _rendered(name: str, split: str, seed: int | None) -> Iterator[dict]:
 
     source = _task(name).source
     fresh = FlanDataSource(source.data, source.style, _task(name).output_features[
-        "inputs"].vocabulary, seed=seed)
+        "inputs"].vocabulary, seed=seed, unseen=source.unseen)
     return fresh.rendered(split)
 
 

@@ -69,7 +69,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
           model_config: Any = gin.REQUIRED, optimizer: Any = None,
           mixture_or_task_module: str | None = None, initial_checkpoint_path: str | None = None,
           eval_period: int = 1000, eval_steps: int = 20, eval_mixture_or_task_name: str | None = None,
-          infer_eval_tasks: Sequence[str] = (), infer_eval_split: str = "test",
+          infer_eval_tasks: Sequence[str] = (), rank_eval_tasks: Sequence[str] = (),
+          infer_eval_split: str = "test",
           infer_eval_examples: int = 100, infer_eval_period: int | None = None,
           infer_max_decode_length: int | None = None,
           checkpoint_period: int = 1000, keep_checkpoints: int | None = 3,
@@ -91,7 +92,8 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     (`seqio.scripts.cache_tasks_main --output_cache_dir=DIR`), looked up in `cache_dirs`.
     `infer_eval_tasks`: seqio tasks scored by greedy decoding + their metrics (one
     `seqio.Evaluator` each, built before training so the examples are read once) before
-    training, every `infer_eval_period` steps and at the end. `stop_after_steps` ends
+    training, every `infer_eval_period` steps and at the end; `rank_eval_tasks` (some of
+    them) are also scored by rank classification over their listed options. `stop_after_steps` ends
     this invocation early (as a preemption would); `debug_kill_at_step` SIGKILLs the
     process after that step (fault injection for the exact-resume test).
     `truncation_sample_size` training examples are checked for inputs or targets longer
@@ -192,9 +194,9 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                                               eval_steps, split="validation", pack=pack,
                                               shard_info=shard, use_cached=use_cached
                                               ) if eval_steps else []
-    eval_sets = {t: in_loop_eval.load_eval_set(t, infer_eval_split, task_feature_lengths,
-                                                infer_eval_examples)
-                 for t in infer_eval_tasks}
+    eval_suite = in_loop_eval.EvalSuite.load(infer_eval_tasks, rank_eval_tasks,
+                                              infer_eval_split, task_feature_lengths,
+                                              infer_eval_examples)
 
     if truncation_sample_size and jax.process_index() == 0:
         text, cut = truncation.report(mixture_or_task_name, task_feature_lengths,
@@ -224,10 +226,11 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                 for k, v in eval_fn(state.params, partitioning.global_batch(b, mesh)).items():
                     totals[k] = totals.get(k, 0.0) + float(v)
             report.eval_loss(step, totals, len(eval_batches))
-        if eval_sets and infer:
-            report.infer_eval(step, in_loop_eval.evaluate(
-                state.params, config, eval_sets,
-                infer_max_decode_length or task_feature_lengths["targets"], step=step))
+        if eval_suite and infer:
+            report.infer_eval(step, eval_suite.run(
+                state.params, config,
+                infer_max_decode_length or task_feature_lengths["targets"], step=step,
+                progress=progress_bar and jax.process_index() == 0))
 
     # -- loop ------------------------------------------------------------------------------
     report = Reporter(model_dir, config, train_steps=train_steps, batch_size=batch_size,
@@ -277,9 +280,12 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         report.close()
     if jax.process_index() == 0:
         (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
-    trained_on = pipeline.task_names(mixture_or_task_name)
-    summary = report.finish(eval_sets, plot=plot,
-                            held_out=[t for t in eval_sets if t not in trained_on])
+    summary = report.finish(
+        eval_suite.decoded, plot=plot,
+        trained_on=pipeline.task_names(mixture_or_task_name),
+        note=f"`{mixture_or_task_name}`, {train_steps} steps of {batch_size} sequences, "
+             f"{report.num_params:,} parameters; {infer_eval_examples} `{infer_eval_split}` "
+             "examples per task.")
     summary["step"] = last_good
     return summary
 
@@ -339,6 +345,19 @@ def register() -> None:
         _REGISTERED = True
 
 
+def add_gin_search_paths(paths: Sequence[str] = ()) -> None:
+    """Searches `paths`, then the repository's gin/ for included gin files, and the working
+    directory last: gin's fallback treats 'runs/x.gin' as package 'runs' and fails on a
+    ./runs directory (a run dir) or a namespace package such as tests/models."""
+    repo_gin = Path(__file__).resolve().parent.parent / "gin"
+    for path in [*paths, str(repo_gin)]:
+        gin.add_config_file_search_path(path)
+    prefixes = gin.config._LOCATION_PREFIXES
+    if "" in prefixes:
+        prefixes.remove("")
+        prefixes.append("")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()
@@ -352,21 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not files:
         return _fail("no --gin_file given. Try: python -m flan_jax.train "
                      "--gin_file=gin/runs/demo.gin")
-    repo_gin = Path(__file__).resolve().parent.parent / "gin"
-    for path in [*paths, str(repo_gin)]:
-        gin.add_config_file_search_path(path)
-    # Search the configured directories before the working directory: gin's fallback
-    # treats 'runs/x.gin' as package 'runs' and fails on a ./runs directory (a run dir).
-    prefixes = gin.config._LOCATION_PREFIXES
-    if "" in prefixes:
-        prefixes.remove("")
-        prefixes.append("")
+    add_gin_search_paths(paths)
     files = [str(Path(f).absolute()) if Path(f).is_file() else f for f in files]
     root = logging.getLogger()
     level, root.level = root.level, logging.CRITICAL  # gin logs each search-path miss
     try:
         gin.parse_config_files_and_bindings(files, bindings, finalize_config=True)
-    except (ValueError, KeyError, SyntaxError, OSError, ImportError, TypeError) as e:
+    except (ValueError, KeyError, SyntaxError, OSError, ImportError, TypeError, NameError) as e:
         text = (str(e).splitlines()[0] if str(e) else type(e).__name__).rstrip(".")
         macro = _macro_for(str(e))
         if "not subsequently overridden" in str(e) and macro:

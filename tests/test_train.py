@@ -67,8 +67,8 @@ def test_smoke_train_and_eval(full_run):
     results = json.loads((full_run / "results.json").read_text())
     assert set(results["tasks"]) == {"demo_comparison_zs_opt", "demo_parity_zs_opt"}
     # Trained on demo_comparison_zs_opt only: parity is reported as held out.
-    assert not results["tasks"]["demo_comparison_zs_opt"]["held_out"]
-    assert results["tasks"]["demo_parity_zs_opt"]["held_out"]
+    assert results["tasks"]["demo_comparison_zs_opt"]["group"] == "trained"
+    assert results["tasks"]["demo_parity_zs_opt"]["group"] == "held out"
     records = [json.loads(x) for x in (full_run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 3, 4, 5, 6]

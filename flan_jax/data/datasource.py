@@ -97,19 +97,20 @@ class FlanDataSource(seqio.DataSource):
     """Rendered examples of `data.spec` in one style; shards by example index."""
 
     def __init__(self, data: TaskData, style: str, vocabulary: seqio.Vocabulary,
-                 seed: int | None = None):
-        self.data, self.style = data, style
+                 seed: int | None = None, unseen: bool = False):
+        self.data, self.style, self.unseen = data, style, unseen
         counts = {s: data.spec.num_examples[s] for s in data.source.splits
                   if s in data.spec.num_examples}
         super().__init__(splits=data.source.splits,
                          num_input_examples=counts if len(counts) == len(data.source.splits)
                          else None)
         self.renderer = Renderer(data.spec, style, seed=seed,
-                                 token_length=lambda text: len(vocabulary.encode(text)))
+                                 token_length=lambda text: len(vocabulary.encode(text)),
+                                 unseen=unseen)
 
     @property
     def task_name(self) -> str:
-        return self.data.spec.task_name(self.style)
+        return self.renderer.task_name
 
     @property
     def supports_arbitrary_sharding(self) -> bool:
@@ -134,7 +135,8 @@ class FlanDataSource(seqio.DataSource):
                                    f"the rendered {' and '.join(empty)} would be empty")
                 continue
             yield {"inputs": out.inputs, "targets": out.targets,
-                   "_template_idx": out.template_idx, "_example_index": index}
+                   "_template_idx": out.template_idx, "_example_index": index,
+                   "options": fields.get("options")}
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
                     shard_info: seqio.ShardInfo | None = None, *, sequence_length=None,
@@ -216,12 +218,13 @@ def as_numpy(ds: tf.data.Dataset) -> Iterator[Any]:
 
 
 def make_task(data: TaskData, style: str, vocabulary: seqio.Vocabulary,
-              metric_fns: list, seed: int | None = None) -> seqio.Task:
-    """The seqio Task for one style: render, tokenize, cache point, append EOS."""
+              metric_fns: list, seed: int | None = None, unseen: bool = False) -> seqio.Task:
+    """The seqio Task for one style (`unseen`: of its held-out templates): render,
+    tokenize, cache point, append EOS."""
     features = {k: seqio.Feature(vocabulary, add_eos=True) for k in ("inputs", "targets")}
     return seqio.Task(
-        name=data.spec.task_name(style),
-        source=FlanDataSource(data, style, vocabulary, seed=seed),
+        name=data.spec.task_name(style, unseen),
+        source=FlanDataSource(data, style, vocabulary, seed=seed, unseen=unseen),
         output_features=features,
         preprocessors=[seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
                        seqio.preprocessors.append_eos_after_trim],

@@ -11,6 +11,22 @@ from typing import Any
 
 MetricFn = Callable[[Sequence[str], Sequence[str]], dict[str, float]]
 
+# Where a chain-of-thought answer starts: "So the answer is" (the templates' phrase), "The
+# answer is", "the final answer is:".
+ANSWER_IS = re.compile(r"(?:so\s+)?the\s+(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+
+
+def extract_cot_answer(text: str) -> str:
+    """The text after the last "So the answer is" / "The answer is", without the final
+    full stop; the whole (stripped) text when the phrase is absent."""
+    matches = list(ANSWER_IS.finditer(text))
+    answer = text[matches[-1].end():] if matches else text
+    answer = answer.strip()
+    first_line = answer.split("\n", 1)[0].strip()
+    if first_line.endswith("."):
+        first_line = first_line[:-1]
+    return first_line.strip()
+
 
 def _normalize_answer(text: str) -> str:
     """SQuAD-style normalization: lowercase, drop punctuation, articles and extra spaces."""
@@ -23,6 +39,13 @@ def accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, fl
     """Percent of predictions equal to the target after stripping whitespace."""
     hits = [str(t).strip() == str(p).strip() for t, p in zip(targets, predictions, strict=True)]
     return {"accuracy": 100.0 * sum(hits) / max(len(hits), 1)}
+
+
+def answer_accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+    """Accuracy of the final answers: the text after the last "So the answer is" / "The
+    answer is" (chain of thought; its final full stop dropped), else the whole text."""
+    return accuracy([extract_cot_answer(str(t)) for t in targets],
+                    [extract_cot_answer(str(p)) for p in predictions])
 
 
 def _f1(target: str, prediction: str) -> float:
@@ -215,7 +238,7 @@ def edit_distance(targets: Sequence[Any], predictions: Sequence[str]) -> dict[st
 
 
 METRICS: dict[str, MetricFn] = {
-    "accuracy": accuracy, "squad": squad, "f1_binary": f1_binary, "mcc": mcc,
+    "accuracy": accuracy, "answer_accuracy": answer_accuracy, "squad": squad, "f1_binary": f1_binary, "mcc": mcc,
     "pearson_spearman": pearson_spearman, "multiclass_f1": multiclass_f1, "rouge": rouge,
     "bleu": bleu, "edit_distance": edit_distance,
 }

@@ -209,11 +209,13 @@ def register_catalog(catalog: Catalog | None = None) -> Catalog:
         data = TaskData(spec)
         vocabulary = vocab.resolve(spec.vocabulary)
         metric_fns = [metrics.get_metric(m) for m in spec.metrics]
-        for style in spec.styles:
-            name = spec.task_name(style)
+        variants = [(s, False) for s in spec.styles] + [(s, True) for s in spec.unseen_styles()]
+        for style, unseen in variants:
+            name = spec.task_name(style, unseen)
             if name in seqio.TaskRegistry.names():
                 seqio.TaskRegistry.remove(name)
-            seqio.TaskRegistry.add_provider(name, make_task(data, style, vocabulary, metric_fns))
+            seqio.TaskRegistry.add_provider(
+                name, make_task(data, style, vocabulary, metric_fns, unseen=unseen))
     for name in mixture_order(catalog):
         if name in seqio.MixtureRegistry.names():
             seqio.MixtureRegistry.remove(name)

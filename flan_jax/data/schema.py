@@ -18,6 +18,9 @@ from flan_jax.errors import CatalogError
 NAME_RE = re.compile(r"^[a-z0-9_]+$")
 TEMPLATE_GROUPS = ("opt", "noopt", "cot", "inv")
 OPTIONS_SLOT = "options_"
+# Templates marked `held_out: true` are left out of a task's NAME_STYLE seqio task and make
+# up NAME_STYLE + UNSEEN_SUFFIX instead: phrasings never trained on, for evaluation.
+UNSEEN_SUFFIX = "_unseen"
 # A parser may return alternative field sets under this key (e.g. which dialog turn to
 # predict); the renderer picks one per example with the example's seeded generator.
 VARIANTS = "_variants"
@@ -39,6 +42,7 @@ class Template:
     # Shown once at the head of the prompt: before `input` zero-shot, before all the
     # exemplars few-shot (e.g. an NIv2 task definition); exemplars render `input` only.
     instruction: str = ""
+    held_out: bool = False  # never trained on: rendered only by the NAME_STYLE_unseen task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +126,15 @@ class TaskSpec:
     vocabulary: str = "default"
     description: str = ""
 
-    def task_name(self, style: str) -> str:
-        """The seqio Task name of one style of this task."""
-        return f"{self.name}_{style}"
+    def task_name(self, style: str, unseen: bool = False) -> str:
+        """The seqio Task name of one style of this task (`unseen`: of its held-out
+        templates)."""
+        return f"{self.name}_{style}{UNSEEN_SUFFIX if unseen else ''}"
+
+    def unseen_styles(self) -> tuple[str, ...]:
+        """The styles whose template group holds templates marked `held_out`."""
+        return tuple(s for s in self.styles
+                     if any(t.held_out for t in self.templates[s.split("_", 1)[1]]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,7 +325,8 @@ def _read_templates(r: _Reader, provided: frozenset[str]) -> dict[str, tuple[Tem
             tr = _Reader(r.file, r.where(f"{group}[{i}]"), item)
             template = Template(tr.get("input", str, required=True),
                                 tr.get("target", str, required=True),
-                                tr.get("instruction", str, default=""))
+                                tr.get("instruction", str, default=""),
+                                tr.get("held_out", bool, default=False))
             tr.done()
             for part in ("instruction", "input", "target"):
                 try:
@@ -332,6 +343,8 @@ def _read_templates(r: _Reader, provided: frozenset[str]) -> dict[str, tuple[Tem
                     template.instruction + template.input):
                 tr.fail("input", "an 'opt' template must show the options with {options_}")
             templates.append(template)
+        if all(t.held_out for t in templates):
+            r.fail(group, "every template is marked held_out: keep at least one to train on")
         groups[group] = tuple(templates)
         r.used.add(group)
     if "opt" in groups and "options" not in provided:

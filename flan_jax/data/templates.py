@@ -141,16 +141,22 @@ def _upper_bound_tokens(text: str) -> int:
 
 
 class Renderer:
-    """Renders examples of one task in one style (e.g. `fs_opt`)."""
+    """Renders examples of one task in one style (e.g. `fs_opt`), with the templates
+    trained on, or (`unseen`) with those marked `held_out` only."""
 
     def __init__(self, spec: TaskSpec, style: str, seed: int | None = None,
-                 token_length: Callable[[str], int] | None = None):
+                 token_length: Callable[[str], int] | None = None, unseen: bool = False):
         self.spec, self.style = spec, style
         shots, _, self.group = style.partition("_")
         self.few_shot = spec.few_shot if shots == "fs" else None
         self.templates = spec.templates[self.group]
+        # Indices into `templates` (an example's `_template_idx` names the full list).
+        self.template_ids = [i for i, t in enumerate(self.templates) if t.held_out == unseen]
+        if not self.template_ids:
+            raise ValueError(f"task {spec.name}: no {'held-out' if unseen else 'trained'} "
+                             f"{self.group!r} templates")
         self.seed = spec.seed if seed is None else seed
-        self.task_name = spec.task_name(style)
+        self.task_name = spec.task_name(style, unseen)
         self._token_length = token_length
         self._length_cache: dict[str, int] = {}
 
@@ -160,7 +166,7 @@ class Renderer:
         `query_in_pool`, the candidate with the query's own index is never used."""
         rng = example_rng(self.seed, self.task_name, index, epoch)
         fields = pick_variant(fields, rng)
-        template_idx = rng.randrange(len(self.templates))
+        template_idx = self.template_ids[rng.randrange(len(self.template_ids))]
         template = self.templates[template_idx]
         options = choose_options_style(self.spec, rng) if self.group == "opt" else None
         header, query, targets = fill_parts(template, fields, options)

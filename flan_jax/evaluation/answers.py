@@ -12,23 +12,12 @@ import re
 import string
 from collections.abc import Sequence
 
-_ANSWER_IS = re.compile(r"(?:so\s+)?the\s+(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+from flan_jax.data.metrics import ANSWER_IS, extract_cot_answer
+
 _CHOICE = re.compile(r"\(([A-Za-z])\)")
 _LEADING_LETTER = re.compile(r"^\s*([A-Z])(?:[.):\s]|$)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 _BRACKETS = set(")]}>([{<")
-
-
-def extract_cot_answer(text: str) -> str:
-    """The text after the last "So the answer is" / "The answer is", without the final
-    full stop; the whole (stripped) text when the phrase is absent."""
-    matches = list(_ANSWER_IS.finditer(text))
-    answer = text[matches[-1].end():] if matches else text
-    answer = answer.strip()
-    first_line = answer.split("\n", 1)[0].strip()
-    if first_line.endswith("."):
-        first_line = first_line[:-1]
-    return first_line.strip()
 
 
 def extract_choice(text: str, num_options: int = 26) -> str:
@@ -121,7 +110,7 @@ def mmlu_answer(prediction: str, cot: bool) -> str:
 def mgsm_answer(prediction: str, cot: bool) -> str:
     """The number of an MGSM prediction: after "The answer is" when present, else (CoT)
     the last number of the text or (direct) the first."""
-    if _ANSWER_IS.search(prediction):
+    if ANSWER_IS.search(prediction):
         return normalize_number(extract_cot_answer(prediction))
     return normalize_number(prediction, last=cot)
 

@@ -18,7 +18,7 @@ def _percent(hits: list[bool]) -> float:
 
 
 def _is_cot(prediction: str) -> bool:
-    return answers._ANSWER_IS.search(prediction) is not None
+    return answers.ANSWER_IS.search(prediction) is not None
 
 
 def bbh_accuracy(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:

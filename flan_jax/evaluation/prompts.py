@@ -29,9 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flan_jax.data.metrics import ANSWER_IS, extract_cot_answer
 from flan_jax.errors import DataFormatError, FlanJaxError
 from flan_jax.evaluation import benchmarks as bm
-from flan_jax.evaluation.answers import _ANSWER_IS, extract_cot_answer, normalize_number
+from flan_jax.evaluation.answers import normalize_number
 
 Example = dict[str, Any]
 COT_TRIGGER = "Let's think step by step."
@@ -133,7 +134,7 @@ def read_bbh_prompt(path: str) -> FewShotPrompt:
         if not sep:
             raise DataFormatError(f"{path}:{line}: exemplar {n} has no 'A: ' line")
         rationale = rationale.strip()
-        if not _ANSWER_IS.search(rationale):
+        if not ANSWER_IS.search(rationale):
             raise DataFormatError(f"{path}:{line}: exemplar {n} does not end with "
                                   "'So the answer is X.'")
         exemplars.append(Exemplar(question.strip(), rationale, extract_cot_answer(rationale)))

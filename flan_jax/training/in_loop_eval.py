@@ -7,7 +7,8 @@ Each evaluation hands it a `predict_fn` that greedy-decodes the cached
 seqio decodes the tokens with the task's vocabulary, applies its postprocessor and
 scores them with its metrics. Alongside, a majority-class baseline (always answering the
 split's most frequent target) and a chance baseline (a uniform guess among the options a
-prompt lists) tell how far above chance a score is.
+prompt lists) tell how far above chance a score is. `EvalSuite` is what the trainer holds:
+those sets, and rank-classification sets (`flan_jax.evaluation.rank_classification`) for some tasks.
 """
 
 from __future__ import annotations
@@ -23,11 +24,19 @@ from typing import Any
 import numpy as np
 import seqio
 import tensorflow as tf
+from tqdm import tqdm
 
 from flan_jax.data.datasource import as_numpy, pipeline_error
+from flan_jax.data.metrics import extract_cot_answer
 from flan_jax.data.registry import get_mixture_or_task
 from flan_jax.data.templates import OPTION_HEADERS
 from flan_jax.errors import FlanJaxError
+from flan_jax.evaluation.rank_classification import (
+    RankSet,
+    load_rank_set,
+    model_score_fn,
+    rank_accuracy,
+)
 from flan_jax.models.config import T5Config
 from flan_jax.models.decoding import greedy_decode
 
@@ -40,9 +49,17 @@ class EvalSet:
 
     evaluator: seqio.Evaluator
     targets: list[Any]            # postprocessed reference answers, in example order
-    majority: float               # accuracy (%) of always answering the commonest target
+    majority: float               # accuracy (%) of always giving the commonest answer
     chance: float | None          # expected accuracy (%) of a uniform guess among the
                                   # options listed in the prompt (None: no options)
+    target_tokens: int = 0        # the longest target, in tokens with EOS
+
+    @property
+    def decode_length(self) -> int:
+        """Tokens to decode: the longest target's, rounded up to a power of two (from 16)
+        so that few decoding shapes are compiled. A prediction cut there is longer than
+        every target, so it is wrong either way; decoding stops at EOS anyway."""
+        return max(16, 1 << (max(self.target_tokens, 1) - 1).bit_length())
 
     @property
     def task(self) -> seqio.Task:
@@ -110,16 +127,31 @@ def load_eval_set(task_name: str, split: str, sequence_length: Mapping[str, int]
             raise
         raise cause from None
     # The targets seqio's metrics see: `targets_pretokenized`, postprocessed.
-    targets, options = [], []
+    targets, options, target_tokens = [], [], 0
     for ex in as_numpy(evaluator.cached_task_datasets[task_name]):
         targets.append(task.postprocess_fn(ex["targets_pretokenized"].decode(), example=ex,
                                            is_target=True))
         options.append(count_options(ex["inputs_pretokenized"].decode()))
-    counts = collections.Counter(str(t) for t in targets)
-    majority = 100.0 * counts.most_common(1)[0][1] / len(targets) if targets else 0.0
+        target_tokens = max(target_tokens, len(ex["targets"]))
     chance = (100.0 * float(np.mean([1.0 / k for k in options]))
               if options and all(options) else None)
-    return EvalSet(evaluator, targets, majority, chance)
+    return EvalSet(evaluator, targets, majority_baseline(task, targets), chance, target_tokens)
+
+
+def majority_baseline(task: seqio.Task, targets: Sequence[Any]) -> float:
+    """The best accuracy (%) of giving one answer to every example, by the task's own
+    metrics: the candidates are the targets and their final answers (the text after "So
+    the answer is"), so a chain-of-thought task's baseline is its commonest answer, not
+    its commonest rationale."""
+    if not targets:
+        return 0.0
+    counts = collections.Counter(str(t) for t in targets)
+    best = 100.0 * counts.most_common(1)[0][1] / len(targets)
+    candidates = {extract_cot_answer(str(t)) for t in targets} - set(counts)
+    for answer in candidates:
+        for fn in task.predict_metric_fns:
+            best = max(best, fn(list(targets), [answer] * len(targets)).get("accuracy", 0.0))
+    return best
 
 
 def make_predict_fn(params: Any, config: T5Config, max_decode_length: int,
@@ -165,10 +197,12 @@ def _scalar(value: Any) -> float | None:
 def evaluate(params: Any, config: T5Config, eval_sets: Mapping[str, EvalSet],
              max_decode_length: int, batch_size: int = 64,
              step: int | None = None) -> dict[str, dict[str, float]]:
-    """{task: {metric: value}}: every eval set's Evaluator run on greedy decoding."""
-    predict_fn = make_predict_fn(params, config, max_decode_length, batch_size)
+    """{task: {metric: value}}: every eval set's Evaluator run on greedy decoding of up to
+    `max_decode_length` tokens (fewer where the set's targets are short)."""
     results = {}
     for name, es in eval_sets.items():
+        predict_fn = make_predict_fn(params, config, min(max_decode_length, es.decode_length),
+                                     batch_size)
         metrics, _ = es.evaluator.evaluate(compute_metrics=True, step=step,
                                            predict_fn=predict_fn)
         scores = {k: _scalar(v) for k, v in metrics.result()[name].items()}
@@ -176,25 +210,40 @@ def evaluate(params: Any, config: T5Config, eval_sets: Mapping[str, EvalSet],
     return results
 
 
-def format_table(tasks: Sequence[str], eval_sets: Mapping[str, EvalSet],
-                 before: Mapping[str, Mapping[str, float]],
-                 after: Mapping[str, Mapping[str, float]], metric: str = "accuracy") -> str:
-    """A text table: task, examples, chance and majority baselines, untrained and trained
-    scores, and the means over the tasks."""
-    header = (f"{'task':<30} {'n':>4} {'chance':>7} {'majority':>9} {'untrained':>10} "
-              f"{'trained':>8}")
-    lines = [header, "-" * len(header)]
-    nan = float("nan")
-    rows = []
-    for name in tasks:
-        es = eval_sets[name]
-        row = (es.chance if es.chance is not None else nan, es.majority,
-               before.get(name, {}).get(metric, nan), after.get(name, {}).get(metric, nan))
-        rows.append(row)
-        lines.append(f"{name:<30} {len(es.targets):>4} {row[0]:>6.1f}% {row[1]:>8.1f}% "
-                     f"{row[2]:>9.1f}% {row[3]:>7.1f}%")
-    means = np.nanmean(np.array(rows, dtype=float), axis=0) if rows else [nan] * 4
-    lines.append("-" * len(header))
-    lines.append(f"{'mean':<30} {'':>4} {means[0]:>6.1f}% {means[1]:>8.1f}% "
-                 f"{means[2]:>9.1f}% {means[3]:>7.1f}%")
-    return "\n".join(lines)
+@dataclass
+class EvalSuite:
+    """What the trainer evaluates: decoded-answer sets (`decoded`) and, for some of the
+    same tasks, rank-classification sets (`ranked`), each read once before training."""
+
+    decoded: dict[str, EvalSet]
+    ranked: dict[str, RankSet]
+
+    @classmethod
+    def load(cls, tasks: Sequence[str], rank_tasks: Sequence[str], split: str,
+             sequence_length: Mapping[str, int], num_examples: int) -> EvalSuite:
+        unknown = [t for t in rank_tasks if t not in tasks]
+        if unknown:
+            raise FlanJaxError(f"train.rank_eval_tasks: {', '.join(unknown)} not in "
+                               "train.infer_eval_tasks (rank classification is reported "
+                               "beside the decoded accuracy of the same task)")
+        decoded = {t: load_eval_set(t, split, sequence_length, num_examples) for t in tasks}
+        ranked = {t: load_rank_set(t, split, sequence_length["inputs"], num_examples)
+                  for t in rank_tasks}
+        return cls(decoded, ranked)
+
+    def __bool__(self) -> bool:
+        return bool(self.decoded)
+
+    def run(self, params: Any, config: T5Config, max_decode_length: int,
+            step: int | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
+        """{task: {metric: value}}: decoded metrics, plus `rank_accuracy` for ranked sets."""
+        results: dict[str, dict[str, float]] = {}
+        score_fn = model_score_fn(params, config)
+        for name in tqdm(self.decoded, desc=f"evaluating (step {step})", unit="task",
+                         leave=False, disable=not progress):
+            results.update(evaluate(params, config, {name: self.decoded[name]},
+                                    max_decode_length, step=step))
+            if name in self.ranked:
+                results[name]["rank_accuracy"] = rank_accuracy(score_fn, self.ranked[name])
+        return results
+

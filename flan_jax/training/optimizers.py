@@ -17,6 +17,8 @@ Schedules (`learning_rate_schedule`):
     'constant'       base_learning_rate at every step (Flan-T5 finetuning: 5e-4)
     'warmup_rsqrt'   linear warm-up to base over `warmup_steps`, then
                      base * sqrt(warmup_steps / step) (T5 pre-training style)
+    'constant_cooldown'  base, then linearly down to 0 over the last `cooldown_fraction`
+                     of `total_steps` (short runs from scratch, e.g. the demo)
 
 Gradient accumulation is done by the train step (`num_microbatches`, t5x's name): the
 batch is split into microbatches whose gradients are summed before one optimizer update,
@@ -40,15 +42,24 @@ from flan_jax.kernels import adafactor as adafactor_kernel
 from flan_jax.models import layout
 
 Schedule = Callable[[int], float]
-SCHEDULES = ("constant", "warmup_rsqrt")
+SCHEDULES = ("constant", "warmup_rsqrt", "constant_cooldown")
 
 
 @gin.configurable(module="flan_jax.training.optimizers")
 def learning_rate_schedule(name: str = "constant", base_learning_rate: float = 5e-4,
-                           warmup_steps: int = 10_000) -> Schedule:
+                           warmup_steps: int = 10_000, total_steps: int = 0,
+                           cooldown_fraction: float = 0.3) -> Schedule:
     """The learning rate as a function of the step (see the module docstring)."""
     if name == "constant":
         return optax.constant_schedule(base_learning_rate)
+    if name == "constant_cooldown":
+        if total_steps < 1 or not 0.0 < cooldown_fraction <= 1.0:
+            raise ValueError("constant_cooldown needs total_steps >= 1 and cooldown_fraction "
+                             f"in (0, 1], got {total_steps} and {cooldown_fraction}")
+        start = round(total_steps * (1.0 - cooldown_fraction))
+        return optax.join_schedules([
+            optax.constant_schedule(base_learning_rate),
+            optax.linear_schedule(base_learning_rate, 0.0, total_steps - start)], [start])
     if name == "warmup_rsqrt":
         if warmup_steps < 1:
             raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")

@@ -24,7 +24,9 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
+from flan_jax.interop.common import flatten
 from flan_jax.models.config import T5Config
+from flan_jax.models.t5 import abstract_params
 from flan_jax.training.flops import flops_per_step, measure_peak_flops
 from flan_jax.training.run_dir import read_jsonl, write_text_atomic
 
@@ -43,6 +45,8 @@ class Reporter:
         self.primary = jax.process_index() == 0
         self.batch_size, self.lengths, self.log_period = batch_size, dict(lengths), log_period
         self.step_flops = flops_per_step(config, batch_size, lengths)
+        self.num_params = sum(int(np.prod(leaf.shape))
+                              for leaf in flatten(abstract_params(config)).values())
         self.peak = peak_flops or measure_peak_flops(config.activation_dtype,
                                                       remat_policy=config.remat_policy)
         self.jsonl = self.model_dir / "metrics.jsonl"
@@ -148,37 +152,46 @@ class Reporter:
             self.writer.flush()
 
     def finish(self, eval_sets: Mapping[str, Any], plot: bool = True,
-               held_out: Collection[str] = ()) -> dict[str, Any]:
-        """Prints the results table (tasks of the training mixture and `held_out` tasks
-        apart), writes results.json and curves.png."""
-        from flan_jax.training.in_loop_eval import format_table
+               trained_on: Collection[str] = (), note: str = "") -> dict[str, Any]:
+        """Prints the results table (`flan_jax.training.summary`: tasks of `trained_on`,
+        chain of thought and held-out tasks apart) and its verdict; writes results.json,
+        results.md (headed by `note`), results.png and curves.png, and prints where they
+        are."""
+        from flan_jax.training import summary as training_summary
 
         infer = [r for r in self.records if r["kind"] == "infer"]
         summary: dict[str, Any] = {"train": self.last_train}
         evals = [r for r in self.records if r["kind"] == "eval"]
         if evals:
             summary["eval"] = evals[-1]
+        rows = []
         if infer and eval_sets:
             def per_task(r):
                 return {t: {k.split("/", 1)[1]: v for k, v in r.items()
                             if k.startswith(t + "/")} for t in eval_sets}
-            before, after = per_task(infer[0]), per_task(infer[-1])
-            print(f"\nResults (step {infer[0]['step']} → step {infer[-1]['step']}; "
-                  f"majority = always the commonest answer):")
-            groups = {"in the training mixture": [t for t in eval_sets if t not in held_out],
-                      "held out (never trained on)": [t for t in eval_sets if t in held_out]}
-            for title, tasks in groups.items():
-                if tasks:
-                    print(f"\nTasks {title}:\n{format_table(tasks, eval_sets, before, after)}")
-            summary["tasks"] = {t: {"chance": eval_sets[t].chance,
-                                    "majority": eval_sets[t].majority,
-                                    "untrained": before[t].get("accuracy"),
-                                    "trained": after[t].get("accuracy"),
-                                    "held_out": t in held_out} for t in eval_sets}
-        if self.primary:
-            (self.model_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-            if plot:
-                self.plot(self.model_dir / "curves.png")
+            first, last = infer[0]["step"], infer[-1]["step"]
+            rows = training_summary.build_rows(eval_sets, per_task(infer[0]),
+                                               per_task(infer[-1]), trained_on)
+            table, line = training_summary.markdown(rows), training_summary.verdict(rows)
+            print(f"\nResults: step {first} (untrained) -> step {last} (trained); accuracy "
+                  f"in %, decoded exact match unless marked rank cls.:\n\n{table}\n\n{line}")
+            summary["tasks"] = training_summary.as_json(rows)
+            summary["verdict"] = line
+        if not self.primary:
+            return summary
+        written = [self.model_dir / "results.json"]
+        written[0].write_text(json.dumps(summary, indent=2) + "\n")
+        if rows:
+            written.append(self.model_dir / "results.md")
+            written[-1].write_text(training_summary.results_markdown(
+                rows, first, last, note) + "\n")
+        if plot:
+            if rows:
+                written.append(self.model_dir / "results.png")
+                training_summary.plot(rows, written[-1])
+            written.append(self.model_dir / "curves.png")
+            self.plot(written[-1])
+        print("\nWritten: " + ", ".join(str(p) for p in written))
         return summary
 
     def plot(self, path: Path) -> None:

@@ -137,25 +137,27 @@ def test_results_table_and_summary(setup, tmp_path, capsys):
     eval_set, config, params = setup
     before = in_loop_eval.evaluate(params, config, {TASK: eval_set}, DECODE,
                                     batch_size=BATCH, step=0)
-    after = {TASK: {"accuracy": 40.0}}
-    table = in_loop_eval.format_table([TASK], {TASK: eval_set}, before, after)
-    row = next(line for line in table.splitlines() if line.startswith(TASK))
-    assert row.split()[1:] == [str(N), "50.0%", f"{eval_set.majority:.1f}%",
-                               f"{before[TASK]['accuracy']:.1f}%", "40.0%"]
-
+    after = {TASK: {"accuracy": 40.0, "rank_accuracy": 80.0}}
     report = Reporter(tmp_path, config, train_steps=1, batch_size=1, lengths=LENGTHS,
                       peak_flops=1e9, log_period=1, progress_bar=False, first_step=0)
     report.infer_eval(0, before)
     report.infer_eval(1, after)
     report.close()
-    summary = report.finish({TASK: eval_set}, plot=False, held_out=[TASK])
-    assert summary["tasks"][TASK] == {"chance": eval_set.chance,
-                                      "majority": eval_set.majority,
-                                      "untrained": before[TASK]["accuracy"],
-                                      "trained": 40.0, "held_out": True}
+    summary = report.finish({TASK: eval_set}, plot=True, trained_on=[], note="a test run")
+    assert summary["tasks"][TASK] == {
+        "group": "held out", "n": N, "chance": eval_set.chance, "majority": eval_set.majority,
+        "untrained": before[TASK]["accuracy"], "trained": 40.0, "unseen": None,
+        "rank_untrained": None, "rank_trained": 80.0}
+    row = (f"| held out | {TASK} | {N} | 50.0% | {eval_set.majority:.1f}% | "
+           f"{before[TASK]['accuracy']:.1f}% | 40.0% |  |  | 80.0% |")
     out = capsys.readouterr().out
     assert row in out
-    assert "Tasks held out" in out and "Tasks in the training mixture" not in out
+    markdown = (tmp_path / "results.md").read_text()
+    assert row in markdown and "a test run" in markdown
+    assert summary["verdict"] == "1 held-out tasks 40% decoded, 80% rank classification (chance 50%)"
+    assert f"**Verdict:** {summary['verdict']}" in markdown
+    for name in ("results.json", "results.md", "results.png", "curves.png"):
+        assert str(tmp_path / name) in out
 
 
 def test_unknown_or_unsuitable_eval_task_is_a_clear_error():
@@ -168,3 +170,17 @@ def test_unknown_or_unsuitable_eval_task_is_a_clear_error():
         in_loop_eval.load_eval_set("demo_submix", "test", LENGTHS, 2)
     with pytest.raises(FlanJaxError, match="no 'nope' split"):
         in_loop_eval.load_eval_set(TASK, "nope", LENGTHS, 2)
+
+
+def test_majority_of_a_cot_task_is_its_commonest_final_answer():
+    import re
+
+    from flan_jax.training import in_loop_eval
+
+    es = in_loop_eval.load_eval_set("demo_counting_zs_cot_unseen", "test",
+                                     {"inputs": 128, "targets": 256}, 12)
+    answers = [re.fullmatch(r".* So the answer is (\d+)\.", t, re.S).group(1)
+               for t in es.targets]
+    commonest = max(answers.count(a) for a in answers)
+    assert es.majority == pytest.approx(100.0 * commonest / len(answers))
+    assert es.chance is None  # no options in a CoT prompt
