@@ -490,7 +490,9 @@ def test_yaml_task(stem: str, task: dict) -> None:
     assert re.fullmatch(r"[a-z0-9_]+", task["name"]) and task["name"] == f"demo_{stem}"
     assert task["collection"] in {"demo", "demo_heldout"}
     assert task["description"].strip()
-    assert task["metrics"] == ["accuracy"]
+    # A chain-of-thought output is scored on its final answer (after "So the answer is").
+    assert task["metrics"] == (["answer_accuracy"] if task["templates"].get("cot")
+                               else ["accuracy"])
 
     fn = _resolve(task["source"]["generated"])
     assert fn is FAMILIES[stem]
@@ -523,8 +525,15 @@ def test_yaml_task(stem: str, task: dict) -> None:
     for style in TEMPLATE_STYLES:
         entries = templates.get(style) or []
         assert len({t["input"] for t in entries}) == len(entries), f"repeated {style} input"
+        held_out = [t for t in entries if t.get("held_out")]
+        if entries and task["collection"] == "demo" and style != "inv":
+            # One phrasing per group is kept from training, to score unseen instructions.
+            assert len(held_out) == 1, (style, held_out)
+        else:
+            assert not held_out, style  # held-out families are unseen as a whole
         for template in entries:
-            assert set(template) == {"input", "target"}
+            assert set(template) - {"held_out"} == {"input", "target"}
+            assert template.get("held_out", True) is True
             used = _placeholders(template["input"]) + _placeholders(template["target"])
             assert all(f in fields or f == "options_" for f in used), (style, template)
             assert ("options_" in _placeholders(template["input"])) == (style == "opt"), template
