@@ -6,13 +6,16 @@ initialised yet, that oneDNN is on, that no CUDA driver was found. They are not 
 and TF_CPP_MIN_LOG_LEVEL no longer silences them (they come before TensorFlow reads it).
 `start` therefore imports TensorFlow with descriptor 2 captured and passes on every line
 but those notes; it also sets TF_CPP_MIN_LOG_LEVEL=2 (unless it is set) for TensorFlow's
-later INFO and WARNING logs. Only the entry points call it, before anything imports
-TensorFlow; `--verbose` leaves both alone.
+later INFO and WARNING logs, and drops seqio's warning that packing leaves out the
+features it does not pack (the metadata every flan_jax task carries: always so). Only the
+entry points call it, before anything imports TensorFlow; `--verbose` leaves all of it
+alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -33,6 +36,9 @@ NOISE = re.compile(
     r"|^To enable the following instructions: .* rebuild TensorFlow"
     r"|^(E\d{4} [\d:.]+ +\d+ |\d{4}-\d\d-\d\d [\d:.]+: E )[\w./-]+:\d+\] "
     r"(failed call to cuInit|Unable to register cu\w+ factory)")
+
+# seqio's Python warnings (logger 'absl') that say nothing about a flan_jax run.
+SEQIO_NOTES = ("Features not in `features_length` will be removed during packing",)
 
 _started = False
 
@@ -67,6 +73,10 @@ def filtered_stderr() -> Iterator[None]:
                 sys.stderr.flush()
 
 
+def _not_a_seqio_note(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(SEQIO_NOTES)
+
+
 def start(verbose: bool = False) -> None:
     """Imports TensorFlow quietly (see the module docstring); once per process."""
     global _started
@@ -78,3 +88,6 @@ def start(verbose: bool = False) -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # its search for a CUDA driver reports here
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_logger().addFilter(_not_a_seqio_note)
