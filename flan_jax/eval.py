@@ -25,6 +25,7 @@ from pathlib import Path
 
 import gin
 
+from flan_jax import console
 from flan_jax.errors import FlanJaxError
 from flan_jax.evaluation import benchmarks as bm
 from flan_jax.evaluation.runner import MODES, EvalConfig, run
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip tasks whose data is absent (listed in the report) instead of failing")
     p.add_argument("--no_progress", action="store_true")
     p.add_argument("--layouts", action="store_true", help="print the expected data layouts")
+    p.add_argument(console.VERBOSE_FLAG, action="store_true", help=console.VERBOSE_HELP)
     return p
 
 
@@ -101,6 +103,7 @@ def config_from_args(argv: list[str]) -> EvalConfig:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     keep_freed_memory()
+    console.start(console.VERBOSE_FLAG in argv)
     compilation_cache.enable()
     try:
         cfg = config_from_args(argv)

@@ -16,6 +16,7 @@ Decoding: greedy by default; `--beam N` (t5x length penalty `--alpha`); `--tempe
 `flan_jax.interop.checkpoints.load_any` reads (Hugging Face, t5x, flan_jax). The vocabulary is
 `--vocab` (a SentencePiece `.model` file or `byte`), else the `spiece.model` next to a
 Hugging Face checkpoint, else $FLAN_JAX_VOCAB / the T5 default; for a task, the task's own.
+Before the outputs, one line on stderr names the checkpoint directory read and its step.
 
 Every setting is also a gin binding of `flan_jax.infer.settings` (see gin/runs/infer.gin):
 `--gin_file` and `--gin.NAME=VALUE` work as in t5x, and command-line flags win over gin.
@@ -27,7 +28,6 @@ import argparse
 import importlib
 import json
 import math
-import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -37,6 +37,7 @@ import gin
 import jax
 import numpy as np
 
+from flan_jax import console
 from flan_jax.errors import FlanJaxError
 from flan_jax.kernels.host_memory import keep_freed_memory
 from flan_jax.models import decoding
@@ -174,8 +175,12 @@ def encode_prompt(vocab: Any, text: str, max_length: int) -> list[int]:
 # ----------------------------------------------------------------------------- loading
 
 
-def load_model(path: str | None, dtype: str | None = None) -> tuple[Any, T5Config]:
-    """(params, config) from any checkpoint layout; InferError if it is missing."""
+_LAYOUT_NAMES = {"hf": "Hugging Face", "t5x": "t5x", "flan_jax": "flan_jax"}
+
+
+def load_model(path: str | None, dtype: str | None = None) -> tuple[Any, T5Config, str]:
+    """(params, config, a line saying which checkpoint and step were read) from any
+    checkpoint layout; InferError if it is missing."""
     from flan_jax.interop import checkpoints
 
     if not path:
@@ -183,8 +188,11 @@ def load_model(path: str | None, dtype: str | None = None) -> tuple[Any, T5Confi
                          "flan_jax checkpoint) or --gin.CHECKPOINT_PATH=\"'PATH'\"")
     if not Path(path).expanduser().exists():
         raise InferError(f"checkpoint {path!r} does not exist")
-    params, config = checkpoints.load_any(Path(path).expanduser(), dtype=dtype)
-    return jax.device_put(params), config
+    fmt, directory, step = checkpoints.locate(Path(path).expanduser())
+    params, config = checkpoints.load_any(directory, fmt=fmt, dtype=dtype)
+    line = (f"loaded {directory} ({_LAYOUT_NAMES[fmt]} checkpoint, "
+            f"{'no step recorded' if step is None else f'step {step}'})")
+    return jax.device_put(params), config, line
 
 
 def load_vocabulary(spec: str | None, checkpoint_path: str | None) -> Any:
@@ -362,6 +370,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="prompt mode: print JSON lines (prompt, prediction, score)")
     p.add_argument("--gin_file", action="append", default=[], help="gin file (repeatable)")
     p.add_argument("--gin_search_paths", default="", help="comma-separated gin include paths")
+    p.add_argument(console.VERBOSE_FLAG, action="store_true", help=console.VERBOSE_HELP)
     return p
 
 
@@ -413,10 +422,12 @@ def _read_prompts(values: dict[str, Any]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI; returns the exit status."""
     keep_freed_memory()
+    console.start(console.VERBOSE_FLAG in (sys.argv[1:] if argv is None else argv))
     compilation_cache.enable()
     try:
         values, args = parse_settings(argv)
-        params, config = load_model(values["checkpoint_path"], values["dtype"])
+        params, config, loaded = load_model(values["checkpoint_path"], values["dtype"])
+        print(f"flan_jax.infer: {loaded}", file=sys.stderr)
         lengths = values["task_feature_lengths"]
         predictor = Predictor(params, config, max_decode_length=lengths["targets"],
                               batch_size=values["batch_size"], num_beams=values["num_beams"],
@@ -457,5 +468,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.exit(main())

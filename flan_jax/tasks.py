@@ -2,11 +2,15 @@
 
   list [--collection C] [--style S]     one line per seqio task
   show NAME                             a task's source, templates and rates
-  preview NAME [-n 5] [--seed S]        rendered inputs/targets with metadata
+  preview NAME [-n 5] [--seed S]        rendered inputs/targets with metadata, from the
+          [--split S]                   train split (else validation, else the first)
   check [NAME ...] [--all] [--sample N] reads and renders every row (or the first N) of
                                         each task: one line per task, with skipped rows
   stats [MIXTURE] [--csv FILE]          per-task size (and where it comes from) and share;
                                         catalog size without MIXTURE
+
+The data modules (and with them TensorFlow) are imported in the commands, after
+`flan_jax.console.start` has quieted TensorFlow's start-up.
 """
 
 from __future__ import annotations
@@ -18,16 +22,18 @@ import itertools
 import random
 import statistics
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-from flan_jax.data import bad_rows, mixing, registry
-from flan_jax.data.registry import Catalog
-from flan_jax.data.schema import ALL_STYLES, TEMPLATE_GROUPS
+from flan_jax import console
+from flan_jax.data import bad_rows
+from flan_jax.data.schema import ALL_STYLES, TEMPLATE_GROUPS, Catalog
 from flan_jax.errors import FlanJaxError, MissingDataError
 
 
 def _seqio_names(catalog: Catalog, names: list[str]) -> list[str]:
     """Expands task definitions and mixtures to seqio task names."""
+    from flan_jax.data import mixing, registry
+
     styles = catalog.task_styles()
     out: list[str] = []
     unseen = {spec.task_name(s, unseen=True) for spec in catalog.tasks.values()
@@ -63,6 +69,8 @@ def cmd_list(catalog: Catalog, args: argparse.Namespace) -> None:
 
 
 def cmd_show(catalog: Catalog, args: argparse.Namespace) -> None:
+    from flan_jax.data import mixing
+
     styles = catalog.task_styles()
     if args.name in catalog.mixtures:
         cmd_stats(catalog, argparse.Namespace(mixture=args.name, csv=None))
@@ -113,7 +121,20 @@ def _rendered(name: str, split: str, seed: int | None) -> Iterator[dict]:
     return fresh.rendered(split)
 
 
+PREVIEW_SPLITS = ("train", "validation")  # preferred in this order, then the task's first
+
+
+def preview_split(splits: Sequence[str], requested: str | None) -> str:
+    """The split to preview: `requested`, else the first of PREVIEW_SPLITS the task has,
+    else its first split."""
+    if requested:
+        return requested
+    return next((s for s in PREVIEW_SPLITS if s in splits), next(iter(splits)))
+
+
 def cmd_preview(catalog: Catalog, args: argparse.Namespace) -> None:
+    from flan_jax.data import mixing
+
     names = _seqio_names(catalog, [args.name])
     if args.name in catalog.mixtures:
         weights = mixing.shares(catalog, args.name, mixing.example_count)
@@ -122,14 +143,20 @@ def cmd_preview(catalog: Catalog, args: argparse.Namespace) -> None:
         picks = rng.choices(names, [weights[n] for n in names], k=args.n)
     else:
         picks = list(itertools.islice(itertools.cycle(names), args.n))
-    streams: dict[str, Iterator[dict]] = {}
+    streams: dict[str, tuple[str, Iterator[dict]]] = {}
     for i, name in enumerate(picks):
         if name not in streams:
-            streams[name] = _rendered(name, args.split, args.seed)
-        ex = next(streams[name], None)
+            splits = list(_task(name).splits)
+            split = preview_split(splits, args.split)
+            if not args.split and split != PREVIEW_SPLITS[0]:
+                print(f"{name} has no {PREVIEW_SPLITS[0]!r} split (it has {', '.join(splits)}): "
+                      f"previewing {split!r}", file=sys.stderr)
+            streams[name] = split, _rendered(name, split, args.seed)
+        split, stream = streams[name]
+        ex = next(stream, None)
         if ex is None:
             continue
-        print(f"=== [{i}] {name}  split={args.split} index={ex['_example_index']} "
+        print(f"=== [{i}] {name}  split={split} index={ex['_example_index']} "
               f"template={ex['_template_idx']}")
         print(f"--- inputs:\n{ex['inputs']}\n--- targets:\n{ex['targets']}\n")
 
@@ -148,6 +175,8 @@ def _read_rows(task, split: str, sample: int | None) -> bad_rows.RowCounter | No
 
 
 def cmd_check(catalog: Catalog, args: argparse.Namespace) -> int:
+    from flan_jax.data import mixing
+
     if not args.names and not args.all:
         raise FlanJaxError("name tasks/mixtures to check, or pass --all")
     names = list(catalog.task_styles()) if args.all else _seqio_names(catalog, args.names)
@@ -187,6 +216,8 @@ def cmd_check(catalog: Catalog, args: argparse.Namespace) -> int:
 
 
 def cmd_stats(catalog: Catalog, args: argparse.Namespace) -> None:
+    from flan_jax.data import mixing, registry
+
     if not args.mixture:
         _catalog_size(catalog)
         return
@@ -256,6 +287,7 @@ def _catalog_size(catalog: Catalog) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flan_jax.tasks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(console.VERBOSE_FLAG, action="store_true", help=console.VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list seqio tasks")
     p.add_argument("--collection")
@@ -266,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("-n", type=int, default=5)
     p.add_argument("--seed", type=int, default=None, help="template seed (default: the task's)")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", help="split to render (default: train, else validation, else "
+                   "the task's first split)")
     p = sub.add_parser("check", help="check that tasks can load their data")
     p.add_argument("names", nargs="*")
     p.add_argument("--all", action="store_true")
@@ -281,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    console.start(args.verbose)
+    from flan_jax.data import registry
+
     try:
         catalog = registry.load_catalog()
         if args.command in ("show", "preview", "check", "stats"):

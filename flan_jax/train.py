@@ -5,6 +5,10 @@ macro names (MODEL_DIR, MIXTURE_OR_TASK_NAME, MIXTURE_OR_TASK_MODULE, TASK_FEATU
 TRAIN_STEPS, BATCH_SIZE, DROPOUT_RATE, INITIAL_CHECKPOINT_PATH, EVAL_PERIOD, EVAL_STEPS).
 `train()` below reads top to bottom: config → mesh → data → state (restored, initial
 checkpoint, or fresh) → one jitted step → loop with checkpoints, eval and reports.
+
+It prints five lines on the run at start (the whole configuration goes to MODEL_DIR/
+config.gin, and MODEL_DIR/operative_config.gin at the end) and where everything is at the
+end; `--verbose` also prints the gin configuration and TensorFlow's start-up notes.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import gin
 
-from flan_jax.data.registry import BUDGET_ENV, budget_cap
+from flan_jax import console
 from flan_jax.errors import FlanJaxError, RunStopped
 from flan_jax.kernels.host_memory import keep_freed_memory
 
@@ -105,6 +109,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     import jax
     import numpy as np
 
+    from flan_jax.data.registry import BUDGET_ENV, budget_cap, task_families
     from flan_jax.interop import checkpoints
     from flan_jax.training import (
         compilation_cache,
@@ -117,7 +122,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         truncation,
     )
     from flan_jax.training.checkpoints import TrainCheckpoints
-    from flan_jax.training.report import Reporter
+    from flan_jax.training.report import Reporter, run_summary, where_things_are
     from flan_jax.training.step import TrainState, init_train_state, make_eval_step, make_train_step
 
     t0 = time.perf_counter()
@@ -141,7 +146,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         seqio.add_global_cache_dirs(list(cache_dirs))
     with gin.unlock_config():  # the task module may declare gin configurables
         importlib.import_module(mixture_or_task_module or "flan_jax.catalog")
-    pipeline.task_names(mixture_or_task_name)  # an unknown name stops here, with hints
+    trained_on = pipeline.task_names(mixture_or_task_name)  # an unknown name stops here
     config = model_config
     optimizer = optimizer if optimizer is not None else optimizers.make_optimizer()
     config_checks.check_vocabulary(config.vocab_size, [
@@ -178,8 +183,12 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
             print(f"Initial parameters from {initial_checkpoint_path}")
         state = jax.jit(lambda p: init_train_state(config, optimizer, rng, p),
                         out_shardings=shardings)(params)
-    if jax.process_index() == 0:  # the configuration is accepted: record it
+    primary = jax.process_index() == 0
+    if primary:  # the configuration is accepted: record it
         (model_dir / "config.gin").write_text(gin.config_str())
+        print(run_summary(config, mixture=mixture_or_task_name, num_tasks=len(trained_on),
+                          train_steps=train_steps, batch_size=batch_size,
+                          lengths=task_feature_lengths, model_dir=model_dir))
 
     # -- data ------------------------------------------------------------------------------
     host_batch = partitioning.per_host_batch_size(batch_size)
@@ -198,7 +207,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                                               infer_eval_split, task_feature_lengths,
                                               infer_eval_examples)
 
-    if truncation_sample_size and jax.process_index() == 0:
+    if truncation_sample_size and primary:
         text, cut = truncation.report(mixture_or_task_name, task_feature_lengths,
                                       truncation_sample_size, model_dir, use_cached=use_cached)
         print(text, file=sys.stderr if cut else sys.stdout)
@@ -266,9 +275,11 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
             if stop["signal"] is not None:
                 ckpt.save(state, train_iter.state(), force=True)
                 ckpt.close()
-                print(f"\nSIGTERM: saved a checkpoint at step {last_good} in {model_dir}; "
-                      "exiting. Run the same command to resume.")
                 report.close()
+                if primary:
+                    print("\n" + where_things_are(
+                        model_dir, f"SIGTERM: saved a checkpoint at step {last_good} in "
+                                   f"{model_dir}; exiting. Run the same command to resume."))
                 return {"step": last_good, "stopped": "SIGTERM"}
             if debug_kill_at_step is not None and last_good == debug_kill_at_step:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -278,15 +289,20 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         signal.signal(signal.SIGTERM, previous_handler)
         ckpt.close()
         report.close()
-    if jax.process_index() == 0:
+    if primary:
         (model_dir / "operative_config.gin").write_text(gin.operative_config_str())
     summary = report.finish(
-        eval_suite.decoded, plot=plot,
-        trained_on=pipeline.task_names(mixture_or_task_name),
+        eval_suite.decoded, plot=plot, trained_on=trained_on,
+        families=task_families([*trained_on, *eval_suite.decoded]),
         note=f"`{mixture_or_task_name}`, {train_steps} steps of {batch_size} sequences, "
              f"{report.num_params:,} parameters; {infer_eval_examples} `{infer_eval_split}` "
              "examples per task.")
     summary["step"] = last_good
+    if primary:
+        headline = (f"Finished: step {last_good} of {train_steps}." if last_good == train_steps
+                    else f"Stopped at step {last_good} of {train_steps} "
+                         "(train.stop_after_steps); run the same command to continue.")
+        print("\n" + where_things_are(model_dir, headline))
     return summary
 
 
@@ -330,7 +346,8 @@ def parse_flags(argv: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
             bindings.append(arg.split("=", 1)[1])
         else:
             raise ValueError(f"unknown flag {arg!r}; use --gin_file=FILE, --gin.NAME=VALUE, "
-                             "--gin_bindings='NAME = VALUE' or --gin_search_paths=DIR,DIR")
+                             "--gin_bindings='NAME = VALUE', --gin_search_paths=DIR,DIR or "
+                             f"{console.VERBOSE_FLAG}")
     return files, bindings, paths
 
 
@@ -360,7 +377,10 @@ def add_gin_search_paths(paths: Sequence[str] = ()) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = console.VERBOSE_FLAG in argv
+    argv = [a for a in argv if a != console.VERBOSE_FLAG]
     keep_freed_memory()
+    console.start(verbose)
     register()
     # Modules declaring gin configurables, imported before the config is parsed and locked.
     from flan_jax.training import optimizers, partitioning  # noqa: F401
@@ -396,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         root.level = level
     configured = gin.get_configurable(train)
-    print("Gin configuration:\n" + gin.config_str())
+    if verbose:
+        print("Gin configuration:\n" + gin.config_str())
     from flan_jax.training.config_checks import macro_warning
     if warning := macro_warning():
         print(f"flan_jax.train: {warning}", file=sys.stderr)

@@ -64,7 +64,32 @@ def test_prompt_from_the_current_t5x_layout(capsys):
     ours = decoding.greedy_decode(params, np.array([infer.encode_prompt(vocab, "hello", 512)],
                                                    np.int32), config=config, max_decode_length=6)
     expected = vocab.decode(infer.strip_eos(np.asarray(ours.tokens)[0]))
-    assert capsys.readouterr().out.splitlines() == [expected]
+    printed = capsys.readouterr()
+    assert printed.out.splitlines() == [expected]
+    assert printed.err.splitlines() == [
+        f"flan_jax.infer: loaded {fixture}/checkpoint_4 (t5x checkpoint, step 4)"]
+
+
+def test_says_which_checkpoint_and_step_it_loaded(hf_dir, tmp_path, capsys):
+    """A training run directory: its latest step; a Hugging Face directory: no step."""
+    import jax
+
+    from flan_jax.models import t5
+
+    config = t5.get_config("tiny")
+    params = t5.init_params(config, jax.random.key(0))
+    for step in (3, 7):  # as flan_jax.train leaves MODEL_DIR: numbered steps holding params/
+        checkpoints.save_params(tmp_path / "run" / str(step), params, config)
+    base = ["--vocab", "byte", "--max_decode_length", "2", "--prompt", "x"]
+    assert infer.main(["--checkpoint", str(tmp_path / "run"), *base]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"flan_jax.infer: loaded {tmp_path}/run/7 (flan_jax checkpoint, step 7)"]
+    assert infer.main(["--checkpoint", str(tmp_path / "run" / "3"), *base]) == 0
+    assert "loaded " + str(tmp_path / "run" / "3") + " (flan_jax checkpoint, step 3)" \
+        in capsys.readouterr().err
+    assert infer.main(["--checkpoint", str(hf_dir), *base]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"flan_jax.infer: loaded {hf_dir} (Hugging Face checkpoint, no step recorded)"]
 
 
 def test_beam_and_sampling_run(hf_dir, capsys):

@@ -1,6 +1,7 @@
 """`python -m flan_jax.tasks` on the toy catalog."""
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -44,6 +45,23 @@ def test_preview_is_seeded(capsys):
     assert first.count("=== [") == 3 and "--- targets:" in first
 
 
+def test_preview_picks_a_split_the_task_has_and_says_which(capsys):
+    # toy_json_eval has dev and test splits only.
+    code, out, err = run(capsys, "preview", "toy_json_eval_zs_noopt", "-n", "2")
+    assert code == 0
+    assert out.count("split=dev ") == 2 and "What colour is a ripe banana?" in out
+    assert "toy_json_eval_zs_noopt has no 'train' split (it has dev, test): previewing 'dev'" \
+        in err
+    code, out, err = run(capsys, "preview", "toy_json_eval_zs_noopt", "-n", "1",
+                         "--split", "test")
+    assert code == 0 and "split=test " in out and err == ""
+    code, out, err = run(capsys, "preview", "toy_capital_zs_noopt", "-n", "1")
+    assert code == 0 and "split=train " in out and err == ""
+    assert tasks.preview_split(["test", "validation"], None) == "validation"
+    code, _, err = run(capsys, "preview", "toy_json_eval_zs_noopt", "--split", "train")
+    assert code == 2 and "has no split 'train' (it has: dev, test)" in err
+
+
 def test_check_reports_each_task(capsys, tmp_path, monkeypatch):
     code, out, _ = run(capsys, "check", "toy_capital", "--split", "test")
     assert code == 0
@@ -72,7 +90,10 @@ def test_unknown_name_is_a_clear_error(capsys):
     assert code == 2 and "unknown task or mixture 'no_such_task'" in err
 
 
-def test_runs_as_a_module():
+def test_runs_as_a_module_quietly():
+    """Nothing on stderr: not TensorFlow's start-up notes (absl, oneDNN, CUDA) either."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-m", "flan_jax.tasks", "list", "--style", "fs_inv"],
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, env=env)
     assert "toy_capital_fs_inv" in result.stdout
+    assert result.stderr == ""

@@ -50,14 +50,20 @@ def _params(model_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def full_run(gin_file, tmp_path_factory) -> Path:
-    """An uninterrupted 6-step run with evaluation (the reference and the smoke test)."""
+def full_process(gin_file, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """An uninterrupted 6-step run with evaluation (the reference and the smoke test):
+    its MODEL_DIR and what it printed."""
     model_dir = tmp_path_factory.mktemp("full")
     result = _run(gin_file, model_dir, "train.async_checkpoints=False",
                   "train.infer_eval_tasks=['demo_comparison_zs_opt','demo_parity_zs_opt']",
                   "train.infer_eval_examples=4", "train.plot=True")
     assert result.returncode == 0, result.stderr[-3000:]
-    return model_dir
+    return model_dir, result
+
+
+@pytest.fixture(scope="module")
+def full_run(full_process) -> Path:
+    return full_process[0]
 
 
 def test_smoke_train_and_eval(full_run):
@@ -79,6 +85,44 @@ def test_smoke_train_and_eval(full_run):
     assert {r["step"] for r in records if r["kind"] == "infer"} == {0, 3, 6}
     params = _params(full_run)  # the run dir loads like any flan_jax checkpoint
     assert params["decoder/logits_dense/kernel"].shape == (32, 384)
+
+
+def test_quiet_start_a_summary_and_where_things_are_at_the_end(full_process):
+    model_dir, result = full_process
+    # On stderr, only the truncation warning (the tiny lengths cut the inputs): not
+    # TensorFlow's start-up notes (absl::InitializeLog, oneDNN, CUDA) nor seqio's.
+    warning, *details = result.stderr.splitlines()
+    assert warning.startswith("warning: truncation (32 training examples")
+    assert details and all(line.startswith("  demo_comparison_zs_opt: ") for line in details)
+    out = result.stdout
+    assert "Gin configuration" not in out and "train.train.batch_size" not in out
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    count = sum(int(np.prod(a.shape)) for a in _params(model_dir).values())
+    assert lines[start].endswith(f": {count:,} parameters")
+    assert lines[start + 1:start + 5] == [
+        "mixture    demo_comparison_zs_opt (1 task)",
+        "steps      6 steps x 8 sequences",
+        "lengths    inputs 64, targets 16 tokens",
+        f"MODEL_DIR  {model_dir} (full configuration in config.gin; --verbose prints it)"]
+    end = lines.index("Finished: step 6 of 6.")
+    assert lines[end + 1:] == [
+        f"  checkpoints  steps 3, 6 in {model_dir} (`python -m flan_jax.infer --checkpoint "
+        f"{model_dir}` reads step 6)",
+        f"  results      {model_dir}/results.md, {model_dir}/results.json",
+        f"  plots        {model_dir}/results.png, {model_dir}/curves.png",
+        f"  metrics      {model_dir}/metrics.jsonl",
+        f"  TensorBoard  tensorboard --logdir {model_dir}/tb"]
+    assert out.count(f"{model_dir}/results.md") == 1  # said once, at the end
+
+
+def test_verbose_prints_the_gin_configuration(gin_file, tmp_path):
+    result = subprocess.run(_cmd(gin_file, tmp_path, "MIXTURE_OR_TASK_NAME='demo_submx'")
+                            + ["--verbose"], cwd=REPO, env=train_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and "unknown task or mixture" in result.stderr
+    assert "Gin configuration:" in result.stdout
+    assert "train.train.batch_size = %BATCH_SIZE" in result.stdout
 
 
 def test_exact_resume_after_sigkill(gin_file, full_run, tmp_path):
@@ -111,6 +155,7 @@ def test_sigterm_saves_and_exits(gin_file, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-3000:]
     assert "SIGTERM: saved a checkpoint" in out
+    assert f"  TensorBoard  tensorboard --logdir {tmp_path}/tb" in out
     steps = [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]
     assert len(steps) == 1 and steps[0] >= 1
     assert _params(tmp_path)

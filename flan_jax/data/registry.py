@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from flan_jax.data import metrics, vocab
-from flan_jax.data.schema import Catalog, TaskSpec, read_mixture, read_task
+from flan_jax.data.schema import UNSEEN_SUFFIX, Catalog, TaskSpec, read_mixture, read_task
 from flan_jax.data.sources import import_function
 from flan_jax.errors import CatalogError, FlanJaxError
 
@@ -228,6 +228,20 @@ def register_catalog(catalog: Catalog | None = None) -> Catalog:
 def registered_catalog() -> Catalog:
     """What `register_catalog` has registered so far (registering the default if nothing)."""
     return _REGISTERED if _REGISTERED is not None else register_catalog()
+
+
+def task_families(names: Iterable[str], catalog: Catalog | None = None) -> dict[str, str]:
+    """Each seqio task name -> the task definition (family) it renders, whatever its style
+    or template split (`x_zs_opt`, `x_fs_noopt_unseen` -> `x`), in `catalog` (default: the
+    registered one); a task from outside the catalog is its own family."""
+    styles = (catalog or registered_catalog()).task_styles()
+
+    def family(name: str) -> str:
+        base = name.removesuffix(UNSEEN_SUFFIX)
+        found = styles.get(name) or styles.get(base)
+        return found[0].name if found else name
+
+    return {name: family(name) for name in names}
 
 
 def unknown_name(name: str, known: Iterable[str], what: str = "task or mixture") -> FlanJaxError:

@@ -3,7 +3,7 @@
 Trains with `python -m flan_jax.train` in the demo configuration for the hardware JAX
 sees: gin/runs/demo.gin on a CPU, gin/runs/demo_accelerator.gin (a larger model, longer)
 on a GPU or TPU. A `--gin_file=` argument replaces that choice; other arguments are
-passed on to the trainer.
+passed on to the trainer (`--verbose` too).
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flan_jax.kernels.host_memory import keep_freed_memory
 
     keep_freed_memory()  # before JAX starts its threads (see flan_jax.kernels.host_memory)
+    from flan_jax import console
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console.start(console.VERBOSE_FLAG in argv)
     import jax
 
     from flan_jax import train
 
-    argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a.startswith("--gin_file=") for a in argv):
         backend = jax.default_backend()
         gin_file = demo_gin_file(backend)

@@ -35,11 +35,10 @@ DEFAULT_MIXTURES = ("demo_scaling_1_family", "demo_scaling_3_families", "demo_su
 def family_count(mixture: str) -> int:
     """Task definitions (families) a mixture draws from: its seqio tasks less the style."""
     import flan_jax.catalog  # noqa: F401
-    from flan_jax.data.registry import registered_catalog
+    from flan_jax.data.registry import task_families
     from flan_jax.training import pipeline
 
-    styles = registered_catalog().task_styles()
-    return len({styles[t][0].name for t in pipeline.task_names(mixture) if t in styles})
+    return len(set(task_families(pipeline.task_names(mixture)).values()))
 
 
 def _mean(values: Sequence[float | None]) -> float | None:

@@ -57,6 +57,7 @@ __all__ = [
     "load_hf",
     "load_params",
     "load_t5x",
+    "locate",
     "save_any",
     "save_hf",
     "save_params",
@@ -198,6 +199,21 @@ def detect_format(path: str | Path) -> Format:
         "a msgpack file named 'checkpoint'), "
         f"or a flan_jax checkpoint (a '{PARAMS_DIR}' directory + {CONFIG_FILE}).",
     )
+
+
+def locate(path: str | Path) -> tuple[Format, Path, int | None]:
+    """What `load_any(path)` reads: the layout, the directory of the weights (a training
+    run's latest step, a t5x model directory's latest checkpoint_<step>) and the training
+    step, where the layout records one (None for Hugging Face)."""
+    path = Path(path).absolute()
+    fmt = detect_format(path)
+    if fmt == "flan_jax":
+        directory = _find_params_dir(path)
+        return fmt, directory, int(directory.name) if directory.name.isdigit() else None
+    if fmt == "t5x":
+        directory = t5x.find_checkpoint(path)
+        return fmt, directory, t5x.checkpoint_step(directory)
+    return fmt, path, None
 
 
 def load_any(

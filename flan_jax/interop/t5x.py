@@ -101,6 +101,12 @@ def find_checkpoint(path: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def checkpoint_step(directory: Path) -> int | None:
+    """The step a `checkpoint_<step>` directory is named after (None if named otherwise)."""
+    m = _STEP_DIR.fullmatch(directory.name)
+    return int(m.group(1)) if m else None
+
+
 def _is_spec(value: Any) -> bool:
     """Whether a msgpack value is a TensorStore spec (t5x's test for one)."""
     return isinstance(value, dict) and {"driver", "kvstore", "metadata"} <= value.keys()

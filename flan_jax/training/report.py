@@ -12,6 +12,7 @@ given.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Collection, Mapping
@@ -24,6 +25,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
+from flan_jax.interop.checkpoints import training_steps
 from flan_jax.interop.common import flatten
 from flan_jax.models.config import T5Config
 from flan_jax.models.t5 import abstract_params
@@ -37,6 +39,45 @@ _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     data_class=summary_pb2.DATA_CLASS_SCALAR)
 
 
+def count_params(config: T5Config) -> int:
+    """The model's number of parameters."""
+    return sum(int(np.prod(leaf.shape)) for leaf in flatten(abstract_params(config)).values())
+
+
+def run_summary(config: T5Config, *, mixture: str, num_tasks: int, train_steps: int,
+                batch_size: int, lengths: Mapping[str, int], model_dir: Path) -> str:
+    """Five lines on what is trained, on what, for how long, and where it goes: what the
+    trainer prints at start instead of the whole gin configuration."""
+    model = (f"T5, d_model {config.d_model}, {config.num_layers}+{config.num_decoder_layers} "
+             f"layers, {config.num_heads} heads, d_ff {config.d_ff}, vocab {config.vocab_size:,}"
+             f": {count_params(config):,} parameters")
+    rows = (("model", model),
+            ("mixture", f"{mixture} ({num_tasks} task{'s' if num_tasks != 1 else ''})"),
+            ("steps", f"{train_steps:,} steps x {batch_size} sequences"),
+            ("lengths", ", ".join(f"{k} {v}" for k, v in lengths.items()) + " tokens"),
+            ("MODEL_DIR", f"{model_dir} (full configuration in config.gin; --verbose prints "
+                          "it)"))
+    return "\n".join(f"{label:<10} {text}" for label, text in rows)
+
+
+def where_things_are(model_dir: Path, headline: str) -> str:
+    """`headline`, then where a run's outputs are, those that exist: checkpoint steps,
+    results, plots, metrics, and the TensorBoard command."""
+    d = Path(model_dir)
+    steps = training_steps(d)
+    found = [("checkpoints", f"steps {', '.join(map(str, steps))} in {d} (`python -m "
+                             f"flan_jax.infer --checkpoint {d}` reads step {steps[-1]})"
+              if steps else "")]
+    named = [d / n for n in ("results.md", "results.json") if (d / n).is_file()]
+    found.append(("results", ", ".join(map(str, named))))
+    plots = [d / n for n in ("results.png", "curves.png") if (d / n).is_file()]
+    found.append(("plots", ", ".join(map(str, plots))))
+    found.append(("metrics", str(d / "metrics.jsonl") if (d / "metrics.jsonl").is_file() else ""))
+    found.append(("TensorBoard", f"tensorboard --logdir {d / 'tb'}" if (d / "tb").is_dir()
+                  else ""))
+    return "\n".join([headline, *(f"  {label:<12} {text}" for label, text in found if text)])
+
+
 class Reporter:
     def __init__(self, model_dir: Path, config: T5Config, *, train_steps: int, batch_size: int,
                  lengths: Mapping[str, int], peak_flops: float | None, log_period: int,
@@ -45,8 +86,7 @@ class Reporter:
         self.primary = jax.process_index() == 0
         self.batch_size, self.lengths, self.log_period = batch_size, dict(lengths), log_period
         self.step_flops = flops_per_step(config, batch_size, lengths)
-        self.num_params = sum(int(np.prod(leaf.shape))
-                              for leaf in flatten(abstract_params(config)).values())
+        self.num_params = count_params(config)
         self.peak = peak_flops or measure_peak_flops(config.activation_dtype,
                                                       remat_policy=config.remat_policy)
         self.jsonl = self.model_dir / "metrics.jsonl"
@@ -138,12 +178,15 @@ class Reporter:
         for task, scores in results.items():
             for metric, value in scores.items():
                 record[f"{task}/{metric}"] = value
-        accs = [s["accuracy"] for s in results.values() if "accuracy" in s]
+        accs = [s["accuracy"] for s in results.values()
+                if math.isfinite(s.get("accuracy", math.nan))]
         if accs:
-            record["mean_accuracy"] = float(np.mean(accs))
+            record["mean_accuracy"] = sum(accs) / len(accs)
+            line = f"mean accuracy {record['mean_accuracy']:.1f}% over {len(accs)} tasks"
+        else:
+            line = f"{len(results)} tasks, none with an accuracy (scores in {self.jsonl.name})"
         self._write(record)
-        self.bar.write(f"step {step}: inference eval, mean accuracy "
-                       f"{record.get('mean_accuracy', float('nan')):.1f}% over {len(accs)} tasks")
+        self.bar.write(f"step {step}: inference eval, {line}")
         self.window_start = time.perf_counter()
 
     def close(self) -> None:
@@ -152,11 +195,12 @@ class Reporter:
             self.writer.flush()
 
     def finish(self, eval_sets: Mapping[str, Any], plot: bool = True,
-               trained_on: Collection[str] = (), note: str = "") -> dict[str, Any]:
-        """Prints the results table (`flan_jax.training.summary`: tasks of `trained_on`,
-        chain of thought and held-out tasks apart) and its verdict; writes results.json,
-        results.md (headed by `note`), results.png and curves.png, and prints where they
-        are."""
+               trained_on: Collection[str] = (), families: Mapping[str, str] | None = None,
+               note: str = "") -> dict[str, Any]:
+        """Prints the results table (`flan_jax.training.summary`: tasks of the families
+        of `trained_on`, chain of thought and held-out tasks apart) and its verdict; writes
+        results.json, results.md (headed by `note`), results.png and curves.png
+        (`where_things_are` says where)."""
         from flan_jax.training import summary as training_summary
 
         infer = [r for r in self.records if r["kind"] == "infer"]
@@ -171,7 +215,7 @@ class Reporter:
                             if k.startswith(t + "/")} for t in eval_sets}
             first, last = infer[0]["step"], infer[-1]["step"]
             rows = training_summary.build_rows(eval_sets, per_task(infer[0]),
-                                               per_task(infer[-1]), trained_on)
+                                               per_task(infer[-1]), trained_on, families)
             table, line = training_summary.markdown(rows), training_summary.verdict(rows)
             print(f"\nResults: step {first} (untrained) -> step {last} (trained); accuracy "
                   f"in %, decoded exact match unless marked rank cls.:\n\n{table}\n\n{line}")
@@ -179,19 +223,14 @@ class Reporter:
             summary["verdict"] = line
         if not self.primary:
             return summary
-        written = [self.model_dir / "results.json"]
-        written[0].write_text(json.dumps(summary, indent=2) + "\n")
+        (self.model_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
         if rows:
-            written.append(self.model_dir / "results.md")
-            written[-1].write_text(training_summary.results_markdown(
+            (self.model_dir / "results.md").write_text(training_summary.results_markdown(
                 rows, first, last, note) + "\n")
         if plot:
             if rows:
-                written.append(self.model_dir / "results.png")
-                training_summary.plot(rows, written[-1])
-            written.append(self.model_dir / "curves.png")
-            self.plot(written[-1])
-        print("\nWritten: " + ", ".join(str(p) for p in written))
+                training_summary.plot(rows, self.model_dir / "results.png")
+            self.plot(self.model_dir / "curves.png")
         return summary
 
     def plot(self, path: Path) -> None:

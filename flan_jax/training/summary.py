@@ -4,13 +4,17 @@ Every evaluated task is a row with its chance and majority baselines and its sco
 before (untrained) and after training: decoded exact match, and rank classification
 where it was measured. Rows are grouped:
 
-- trained: tasks of the training mixture. An evaluated `NAME_unseen` task (the task's
-  held-out templates, see `flan_jax.data.schema`) is shown as the `unseen templates` column
-  of NAME's row rather than as a row of its own.
+- trained: tasks whose family (task definition) the mixture trained on, in this style or
+  another (`x_zs_opt` is not held out after training on `x_zs_noopt`: the same examples).
+  An evaluated `NAME_unseen` task (the task's held-out templates, see
+  `flan_jax.data.schema`) is shown as the `unseen templates` column of NAME's row rather
+  than as a row of its own.
 - chain of thought: each evaluated CoT task (style `zs_cot`/`fs_cot`), followed by its
   direct counterpart when that is evaluated too: the same task name with `noopt` for
   `cot` (same family, shots and templates split), scored by the same final answer.
-- held out: tasks the mixture never trained on.
+- held out: tasks of families the mixture never trained on.
+
+A score that is missing or not a number (NaN, from an empty split say) is left blank.
 """
 
 from __future__ import annotations
@@ -50,19 +54,32 @@ def direct_counterpart(task: str) -> str | None:
     return _COT_STYLE.sub(lambda m: f"_{m.group(1)}_noopt", task, count=1)
 
 
+def _score(value: float | None) -> float | None:
+    """A score for the table: None when missing or not a finite number."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def build_rows(eval_sets: Mapping[str, Any], before: Mapping[str, Mapping[str, float]],
-               after: Mapping[str, Mapping[str, float]],
-               trained_on: Collection[str]) -> list[Row]:
+               after: Mapping[str, Mapping[str, float]], trained_on: Collection[str],
+               families: Mapping[str, str] | None = None) -> list[Row]:
     """Rows of the results table (see the module docstring for the grouping), trained
-    tasks first, then chain of thought, then held out; each group in evaluation order."""
+    tasks first, then chain of thought, then held out; each group in evaluation order.
+
+    `families`: seqio task name -> its task definition (`flan_jax.data.registry.
+    task_families`) for the trained and evaluated tasks; a task missing from it is its
+    own family."""
+    families = families or {}
+
     def row(task: str, group: str) -> Row:
         es = eval_sets[task]
         unseen = task + UNSEEN_SUFFIX
-        return Row(task, group, len(es.targets), es.chance, es.majority,
-                   before.get(task, {}).get("accuracy"), after.get(task, {}).get("accuracy"),
-                   after.get(unseen, {}).get("accuracy") if unseen in eval_sets else None,
-                   before.get(task, {}).get("rank_accuracy"),
-                   after.get(task, {}).get("rank_accuracy"))
+        return Row(task, group, len(es.targets), _score(es.chance), es.majority,
+                   _score(before.get(task, {}).get("accuracy")),
+                   _score(after.get(task, {}).get("accuracy")),
+                   _score(after.get(unseen, {}).get("accuracy")) if unseen in eval_sets
+                   else None,
+                   _score(before.get(task, {}).get("rank_accuracy")),
+                   _score(after.get(task, {}).get("rank_accuracy")))
 
     folded = {t for t in eval_sets
               if t.endswith(UNSEEN_SUFFIX) and t[:-len(UNSEEN_SUFFIX)] in eval_sets}
@@ -76,9 +93,12 @@ def build_rows(eval_sets: Mapping[str, Any], before: Mapping[str, Mapping[str, f
                 cot.append(row(direct, COT))
                 placed.add(direct)
 
+    trained_families = {families.get(t, t) for t in trained_on}
+
     def is_trained(task: str) -> bool:
         base = task[:-len(UNSEEN_SUFFIX)] if task.endswith(UNSEEN_SUFFIX) else task
-        return task in trained_on or base in trained_on
+        return (task in trained_on or base in trained_on
+                or families.get(task, task) in trained_families)
 
     rest = [t for t in eval_sets if t not in placed]
     return ([row(t, TRAINED) for t in rest if is_trained(t)] + cot

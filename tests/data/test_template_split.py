@@ -8,7 +8,7 @@ import collections
 import pytest
 import seqio
 
-from flan_jax.data.registry import load_catalog, register_catalog
+from flan_jax.data.registry import load_catalog, register_catalog, task_families
 from flan_jax.errors import CatalogError
 
 YAML = """
@@ -68,6 +68,13 @@ def test_unseen_tasks_stay_out_of_mixtures_and_exist_only_where_templates_are_he
     assert "split_toy_zs_opt_unseen" in names and "split_toy_zs_noopt_unseen" not in names
     members = {t.name for t in seqio.get_mixture_or_task("split_toy_mix").tasks}
     assert members == {"split_toy_zs_opt", "split_toy_zs_noopt"}
+
+
+def test_every_style_and_its_unseen_templates_belong_to_the_task_definition(catalog):
+    assert task_families(["split_toy_zs_opt", "split_toy_zs_opt_unseen", "split_toy_zs_noopt",
+                          "not_in_the_catalog"], catalog) == {
+        "split_toy_zs_opt": "split_toy", "split_toy_zs_opt_unseen": "split_toy",
+        "split_toy_zs_noopt": "split_toy", "not_in_the_catalog": "not_in_the_catalog"}
 
 
 def test_a_group_with_every_template_held_out_is_refused(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -72,3 +74,39 @@ def test_means_table_and_verdict(rows):
 def test_picture_is_written(rows, tmp_path):
     ts.plot(rows, tmp_path / "results.png")
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_family_trained_in_another_style_is_not_held_out():
+    """Trained on x_zs_noopt: x_zs_opt (same examples, another style) and its unseen
+    templates are trained rows; only the family never trained on is held out."""
+    eval_sets = {"x_zs_opt": _set(10, 50.0, 60.0), "x_zs_opt_unseen": _set(10, 50.0, 60.0),
+                 "y_zs_opt": _set(10, 50.0, 60.0)}
+    after = {t: {"accuracy": 50.0} for t in eval_sets}
+    families = {"x_zs_noopt": "x", "x_zs_opt": "x", "x_zs_opt_unseen": "x", "y_zs_opt": "y"}
+    rows = ts.build_rows(eval_sets, {}, after, {"x_zs_noopt"}, families)
+    assert [(r.task, r.group) for r in rows] == [("x_zs_opt", ts.TRAINED),
+                                                 ("y_zs_opt", ts.HELD_OUT)]
+    assert rows[0].unseen == 50.0
+    # Without the families, the names alone cannot tell.
+    assert ts.build_rows(eval_sets, {}, after, {"x_zs_noopt"})[0].group == ts.HELD_OUT
+
+
+def test_missing_and_nan_scores_are_blank_without_warnings(tmp_path):
+    """An empty split's NaN accuracy, a task without an accuracy metric, a group with no
+    score at all: blank cells, no 'nan' anywhere, and no numpy warning."""
+    eval_sets = {"a_zs_opt": _set(10, 50.0, 60.0), "b_zs_opt": _set(0, None, 0.0),
+                 "h_zs_opt": _set(10, 25.0, 20.0), "g_zs_opt": _set(10, None, 20.0)}
+    nan = float("nan")
+    before = {"a_zs_opt": {"accuracy": nan}, "b_zs_opt": {"accuracy": nan},
+              "h_zs_opt": {"accuracy": nan, "rank_accuracy": nan}, "g_zs_opt": {"bleu": 1.0}}
+    after = {"a_zs_opt": {"accuracy": 80.0}, "b_zs_opt": {"accuracy": nan},
+             "h_zs_opt": {"accuracy": nan, "rank_accuracy": nan}, "g_zs_opt": {"bleu": 2.0}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = ts.build_rows(eval_sets, before, after, {"a_zs_opt", "b_zs_opt"})
+        text = "\n".join([ts.markdown(rows), ts.verdict(rows),
+                          ts.results_markdown(rows, 0, 6), json.dumps(ts.as_json(rows))])
+        ts.plot(rows, tmp_path / "results.png")
+    assert "nan" not in text.lower()
+    assert "| trained | b_zs_opt | 0 |  | 0.0% |  |  |" in text
+    assert ts.verdict(rows) == "trained mean 80% vs chance 50% (majority 30%) on 2 trained tasks"
