@@ -3,7 +3,7 @@
 They extract the answer the way `flan_jax.eval` does, so training-time evaluation of the
 `tasks/eval` tasks scores CoT outputs by their final answer. A prediction is read as chain
 of thought when it contains "the answer is". To use them from task YAML, `flan_jax.data.metrics.
-METRICS` needs entries for them (an engine change; see the README's Evaluation section).
+METRICS` needs entries for them (an engine change; see docs/evaluation.md).
 """
 
 from __future__ import annotations
