@@ -105,6 +105,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     import jax
     import numpy as np
 
+    from flan_jax.data import vocab
     from flan_jax.interop import checkpoints
     from flan_jax.training import (
         compilation_cache,
@@ -180,6 +181,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                         out_shardings=shardings)(params)
     if jax.process_index() == 0:  # the configuration is accepted: record it
         (model_dir / "config.gin").write_text(gin.config_str())
+        vocab.record(model_dir, mixture_or_task_name)  # for infer, eval and convert --to hf
 
     # -- data ------------------------------------------------------------------------------
     host_batch = partitioning.per_host_batch_size(batch_size)
