@@ -5,8 +5,8 @@
     FLAN_JAX_VOCAB=byte python -m flan_jax.eval --checkpoint random:tiny \\
         --data_dir tests/fixtures/eval --benchmarks bbh,mgsm --tasks 'boolean*,de' --max_examples 2
 
-The vocabulary is the checkpoint's spiece.model (in a Hugging Face download such as
-~/flan-t5-small), else $FLAN_JAX_VOCAB (a local SentencePiece file, or 'byte'), else the T5
+The vocabulary is the checkpoint's own: the one a flan_jax.train run recorded, or the
+spiece.model of a Hugging Face download such as ~/flan-t5-small; else $FLAN_JAX_VOCAB (a local SentencePiece file, or 'byte'), else the T5
 model at gs://t5-data, which needs a network connection.
 
 Gin (`--gin_file`, `--gin.NAME=VALUE`) sets `flan_jax.eval.EvalConfig`; the plain flags

@@ -14,8 +14,9 @@ prediction, score and the example's metadata fields such as `_task_name`, `_temp
 Decoding: greedy by default; `--beam N` (t5x length penalty `--alpha`); `--temperature T`
 (> 0) samples, optionally with `--top_k` / `--top_p`. The checkpoint is anything
 `flan_jax.interop.checkpoints.load_any` reads (Hugging Face, t5x, flan_jax). The vocabulary is
-`--vocab` (a SentencePiece `.model` file or `byte`), else the `spiece.model` next to a
-Hugging Face checkpoint, else $FLAN_JAX_VOCAB / the T5 default; for a task, the task's own.
+`--vocab` (a SentencePiece `.model` file or `byte`), else the one a flan_jax.train run
+recorded (vocabulary.json) or a Hugging Face checkpoint holds (spiece.model), else
+$FLAN_JAX_VOCAB / the T5 default; for a task, the task's own.
 Before the outputs, one line on stderr names the checkpoint directory read and its step.
 
 Every setting is also a gin binding of `flan_jax.infer.settings` (see gin/runs/infer.gin):
@@ -196,7 +197,7 @@ def load_model(path: str | None, dtype: str | None = None) -> tuple[Any, T5Confi
 
 
 def load_vocabulary(spec: str | None, checkpoint_path: str | None) -> Any:
-    """--vocab, else spiece.model beside the checkpoint, else flan_jax's default."""
+    """--vocab, else the checkpoint's own (`vocab.of_checkpoint`), else flan_jax's default."""
     from flan_jax.data import vocab as vocab_lib
 
     try:

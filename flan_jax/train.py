@@ -109,6 +109,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     import jax
     import numpy as np
 
+    from flan_jax.data import vocab
     from flan_jax.data.registry import BUDGET_ENV, budget_cap, task_families
     from flan_jax.interop import checkpoints
     from flan_jax.training import (
@@ -189,6 +190,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
         print(run_summary(config, mixture=mixture_or_task_name, num_tasks=len(trained_on),
                           train_steps=train_steps, batch_size=batch_size,
                           lengths=task_feature_lengths, model_dir=model_dir))
+        vocab.record(model_dir, mixture_or_task_name)  # for infer, eval and convert --to hf
 
     # -- data ------------------------------------------------------------------------------
     host_batch = partitioning.per_host_batch_size(batch_size)

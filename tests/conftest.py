@@ -57,3 +57,14 @@ def _count_cache(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FLAN_JAX_CACHE_DIR", str(tmp_path / "cache"))
     bad_rows.reset()
+
+
+@pytest.fixture(scope="session")
+def demo_spm(tmp_path_factory) -> Path:
+    """A small demo SentencePiece model (`flan_jax.data.demo.vocab`, 512 pieces), trained
+    once per session into a private cache."""
+    from flan_jax.data.demo.vocab import demo_vocabulary
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLAN_JAX_CACHE_DIR", str(tmp_path_factory.mktemp("demo_spm")))
+        return Path(demo_vocabulary(size=512, examples_per_task=20))

@@ -125,6 +125,37 @@ def test_verbose_prints_the_gin_configuration(gin_file, tmp_path):
     assert "train.train.batch_size = %BATCH_SIZE" in result.stdout
 
 
+def test_run_exports_to_hugging_face_with_the_vocabulary_it_recorded(full_run, tmp_path,
+                                                                     capsys):
+    """The run records its vocabulary; `convert --to hf MODEL_DIR` needs no --vocab, and
+    transformers' Auto classes then answer a prompt as flan_jax does."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import seqio
+
+    from flan_jax import convert
+    from flan_jax.interop.checkpoints import load_any
+    from flan_jax.models import decoding
+
+    assert json.loads((full_run / "vocabulary.json").read_text()) == {"vocabulary": "byte"}
+    assert convert.main(["--to", "hf", str(full_run), str(tmp_path / "hf")]) == 0
+    assert (f"tokenizer: ByT5Tokenizer (UTF-8 bytes, as seqio.ByteVocabulary; 125 extra ids "
+            f"up to the model's vocab_size); vocabulary from {full_run / 'vocabulary.json'}"
+            in capsys.readouterr().out)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    model = transformers.AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "hf").eval()
+    prompt = "Which is larger, 12 or 7?\nOPTIONS:\n- 12\n- 7"
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    assert ids[0].tolist() == [*seqio.ByteVocabulary().encode(prompt), 1]
+    params, config = load_any(full_run)
+    ours = decoding.greedy_decode(params, ids.numpy().astype(np.int32), config=config,
+                                  max_decode_length=6)
+    expected = np.asarray(ours.tokens)[0].tolist()
+    with torch.no_grad():
+        theirs = model.generate(ids, max_new_tokens=6, do_sample=False, num_beams=1)[0, 1:]
+    assert theirs.tolist() == expected[:len(theirs)]
+
+
 def test_exact_resume_after_sigkill(gin_file, full_run, tmp_path):
     killed = _run(gin_file, tmp_path, "train.async_checkpoints=False",
                   "train.debug_kill_at_step=5")

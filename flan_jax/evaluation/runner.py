@@ -333,7 +333,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     units = plan_units(cfg)
     tfds_dir = apply_data_dirs(cfg)
     catalog = load_catalog([EVAL_CATALOG])
-    # The checkpoint's own spiece.model (a Hugging Face download) when it has one.
+    # The checkpoint's own vocabulary (a training run's record, a Hugging Face spiece.model).
     path = None if (cfg.checkpoint_path or "").startswith("random:") else cfg.checkpoint_path
     vocabulary = vocab_lib.for_checkpoint(path)
     notes: list[str] = []

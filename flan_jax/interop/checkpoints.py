@@ -7,7 +7,8 @@ Three layouts are read and written, each with the model config beside the weight
                directories each hold params/ (the latest is taken, config.json at the
                top or in the step directory)
     hf         DIR/config.json + model.safetensors (or shards, or pytorch_model.bin),
-               as `google/flan-t5-*` on the Hugging Face Hub
+               as `google/flan-t5-*` on the Hugging Face Hub; written with the tokenizer
+               files of the model's vocabulary (`flan_jax.interop.hf_tokenizer`)
     t5x        MODEL_DIR/checkpoint_<step>/state/ (orbax, what t5x writes today) or
                MODEL_DIR/checkpoint_<step>/checkpoint (legacy msgpack) + zarr arrays
 
@@ -41,6 +42,7 @@ from flan_jax.interop.common import (
     write_config,
 )
 from flan_jax.interop.hf import load_hf, save_hf
+from flan_jax.interop.hf_tokenizer import TokenizerFiles
 from flan_jax.interop.t5x import RESTORE_HINT, load_t5x, save_t5x
 from flan_jax.models import layout
 from flan_jax.models.config import T5Config
@@ -179,11 +181,19 @@ def load_params(path: str | Path, config: T5Config | None = None) -> tuple[Param
     return unflatten(flat), config
 
 
+_EXPECTED = (
+    "a Hugging Face directory (config.json + model.safetensors or pytorch_model.bin), a t5x "
+    "checkpoint (checkpoint_<step> directories holding an orbax 'state' directory or a msgpack "
+    f"file named 'checkpoint'), or a flan_jax checkpoint (a '{PARAMS_DIR}' directory + "
+    f"{CONFIG_FILE}, or a flan_jax.train run directory)"
+)
+
+
 def detect_format(path: str | Path) -> Format:
     """Which layout is at `path`; CheckpointError saying what was looked for if none."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(path, "does not exist")
+        raise CheckpointError(path, "does not exist", f"Pass {_EXPECTED}.")
     _check_unambiguous(path)
     if path.is_dir() and hf.is_hf_dir(path):
         return "hf"
@@ -194,10 +204,7 @@ def detect_format(path: str | Path) -> Format:
     raise CheckpointError(
         path,
         "not a recognised checkpoint",
-        "Expected a Hugging Face directory (config.json + model.safetensors or pytorch_model.bin), "
-        "a t5x checkpoint (checkpoint_<step> directories holding an orbax 'state' directory or "
-        "a msgpack file named 'checkpoint'), "
-        f"or a flan_jax checkpoint (a '{PARAMS_DIR}' directory + {CONFIG_FILE}).",
+        f"Expected {_EXPECTED}.",
     )
 
 
@@ -249,13 +256,17 @@ def save_any(
     fmt: Format,
     *,
     t5x_layout: t5x.T5xLayout = "msgpack",
+    tokenizer: TokenizerFiles | None = None,
     show_progress: bool = False,
 ) -> Path:
-    """Writes `params` in layout `fmt` (t5x: `t5x_layout`, 'msgpack' or 'orbax'); returns
-    the directory written (for t5x, the checkpoint_<step> directory)."""
+    """Writes `params` in layout `fmt` (t5x: `t5x_layout`, 'msgpack' or 'orbax'; hf: with
+    the `tokenizer` files, if given); returns the directory written (for t5x, the
+    checkpoint_<step> directory)."""
     check_destination(path, fmt)
+    if tokenizer is not None and fmt != "hf":
+        raise ValueError("tokenizer files are written only into a Hugging Face directory")
     if fmt == "hf":
-        return save_hf(path, params, config, show_progress=show_progress)
+        return save_hf(path, params, config, tokenizer=tokenizer, show_progress=show_progress)
     if fmt == "t5x":
         return save_t5x(path, params, config, t5x_layout=t5x_layout, show_progress=show_progress)
     if fmt == "flan_jax":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -201,6 +202,13 @@ def config_problems(expected: T5Config, found: T5Config) -> list[str]:
         for field in ARCHITECTURE_FIELDS
         if getattr(expected, field) != getattr(found, field)
     ]
+
+
+def new_file_mode() -> int:
+    """The permissions `open()` gives a new file: 0666 less the process umask."""
+    umask = os.umask(0)  # the umask can only be read by setting it
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ shards listed in model.safetensors.index.json, or as pytorch_model.bin (also sha
 with an index). PyTorch linear weights are [out, in] and flan_jax kernels [in, out],
 so every 2-D weight except the token embedding is transposed. Pickled .bin files are
 only opened with `torch.load(weights_only=True)`, which refuses arbitrary objects.
+An export is a whole new directory: weights, config.json and the tokenizer files of the
+model's vocabulary (`flan_jax.interop.hf_tokenizer`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from flan_jax.interop.common import (
     check_params,
     config_from_hf,
     flatten,
+    new_file_mode,
     param_problems,
     progress,
     read_json,
@@ -32,6 +35,7 @@ from flan_jax.interop.common import (
     unflatten,
     write_config,
 )
+from flan_jax.interop.hf_tokenizer import TokenizerFiles
 from flan_jax.models import layout
 from flan_jax.models.config import T5Config
 
@@ -260,21 +264,33 @@ def load_hf(
 
 
 def destination(path: str | Path) -> Path:
-    """The directory `save_hf` writes; CheckpointError if it already holds weights."""
+    """The directory `save_hf` writes; CheckpointError unless it is new or empty (an export
+    is a whole model directory: weights, config and tokenizer files that belong together)."""
     directory = Path(path)
-    existing = [f for f in WEIGHT_FILES if (directory / f).exists()]
-    if existing:
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(directory, "exists and is not a directory",
+                              "Choose a new directory for the export.")
+    held = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    if held:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
         raise CheckpointError(
-            directory, f"already holds weights ({', '.join(existing)})", "Choose a new directory."
-        )
+            directory, f"is not empty (it holds {shown}); a Hugging Face export writes a whole "
+            "model directory and does not mix its files with others",
+            "Choose a new or empty directory.")
     return directory
 
 
 def save_hf(
-    path: str | Path, params: Params, config: T5Config, *, show_progress: bool = False
+    path: str | Path,
+    params: Params,
+    config: T5Config,
+    *,
+    tokenizer: TokenizerFiles | None = None,
+    show_progress: bool = False,
 ) -> Path:
     """Writes config.json + model.safetensors that `T5ForConditionalGeneration.from_pretrained`
-    loads; returns the directory. Refuses a directory that already holds weights."""
+    loads, and the `tokenizer` files if given; returns the directory. Refuses a directory
+    that is not empty. Files get the permissions of any new file (0644 under umask 022)."""
     directory = destination(path)
     params = layout.to_per_layer(params)
     check_params(params, config)
@@ -287,5 +303,9 @@ def save_hf(
         tensors[name] = np.ascontiguousarray(array.T if transpose else array)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(directory / SAFETENSORS), metadata={"format": "pt"})
+    # safetensors stages the file through a private (0600) temporary file.
+    (directory / SAFETENSORS).chmod(new_file_mode())
     write_config(directory / "config.json", config)
+    for name, content in (tokenizer.files.items() if tokenizer else ()):
+        (directory / name).write_bytes(content)
     return directory
