@@ -53,3 +53,15 @@ def test_plot(tmp_path):
                                               ("demo_zs_submix", 9)])
 def test_the_scaling_mixtures_draw_on_1_3_and_9_families(mixture, families):
     assert scaling.family_count(mixture) == families
+
+
+def test_the_largest_run_is_the_demo_itself():
+    """Same styles and budget for every point: the 9-family run trains what `make demo` does."""
+    import re
+
+    from conftest import REPO
+
+    demo = re.search(r"^MIXTURE_OR_TASK_NAME = '(\w+)'", (REPO / "gin/runs/demo.gin").read_text(),
+                     re.M).group(1)
+    assert scaling.DEFAULT_MIXTURES[-1] == demo
+    assert [scaling.family_count(m) for m in scaling.DEFAULT_MIXTURES] == [1, 3, 9]

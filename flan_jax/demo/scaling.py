@@ -29,7 +29,7 @@ from typing import Any
 
 from flan_jax.errors import FlanJaxError
 
-DEFAULT_MIXTURES = ("demo_scaling_1_family", "demo_scaling_3_families", "demo_submix")
+DEFAULT_MIXTURES = ("demo_scaling_1_family", "demo_scaling_3_families", "demo_zs_submix")
 
 
 def family_count(mixture: str) -> int:
