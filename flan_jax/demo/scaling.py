@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flan_jax.errors import FlanJaxError
+from flan_jax.training.summary import mean_known, percent_cell
 
 DEFAULT_MIXTURES = ("demo_scaling_1_family", "demo_scaling_3_families", "demo_zs_submix")
 
@@ -41,11 +42,6 @@ def family_count(mixture: str) -> int:
     return len(set(task_families(pipeline.task_names(mixture)).values()))
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known) if known else None
-
-
 def summarize(runs: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Points of the plot from {families: results.json}: one per run, plus the untrained
     model (0 families, read from the first run's `untrained` columns).
@@ -57,23 +53,19 @@ def summarize(runs: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
     held_out = [t for t, r in largest.items() if r["group"] == "held out"]
     first = runs[min(runs)]["tasks"]
     points = [{"families": 0,
-               "held_out_decoded": _mean([first[t]["untrained"] for t in held_out]),
-               "held_out_rank": _mean([first[t]["rank_untrained"] for t in held_out]),
+               "held_out_decoded": mean_known([first[t]["untrained"] for t in held_out]),
+               "held_out_rank": mean_known([first[t]["rank_untrained"] for t in held_out]),
                "unseen_templates": None}]
     for families in sorted(runs):
         tasks = runs[families]["tasks"]
         points.append({
             "families": families,
-            "held_out_decoded": _mean([tasks[t]["trained"] for t in held_out]),
-            "held_out_rank": _mean([tasks[t]["rank_trained"] for t in held_out]),
-            "unseen_templates": _mean([r["unseen"] for r in tasks.values()
+            "held_out_decoded": mean_known([tasks[t]["trained"] for t in held_out]),
+            "held_out_rank": mean_known([tasks[t]["rank_trained"] for t in held_out]),
+            "unseen_templates": mean_known([r["unseen"] for r in tasks.values()
                                        if r["group"] == "trained"]),
         })
     return points
-
-
-def _cell(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}%"
 
 
 def markdown(points: Sequence[Mapping[str, Any]], held_out_chance: float | None) -> str:
@@ -82,8 +74,8 @@ def markdown(points: Sequence[Mapping[str, Any]], held_out_chance: float | None)
              "|---:|---:|---:|---:|"]
     for p in points:
         label = "0 (untrained)" if p["families"] == 0 else str(p["families"])
-        lines.append(f"| {label} | {_cell(p['held_out_decoded'])} | "
-                     f"{_cell(p['held_out_rank'])} | {_cell(p['unseen_templates'])} |")
+        lines.append(f"| {label} | {percent_cell(p['held_out_decoded'])} | "
+                     f"{percent_cell(p['held_out_rank'])} | {percent_cell(p['unseen_templates'])} |")
     if held_out_chance is not None:
         lines.append(f"\nChance on the held-out families: {held_out_chance:.1f}%.")
     return "\n".join(lines)
@@ -146,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"=== {mixture} done in {time.perf_counter() - t0:.0f}s", flush=True)
     points = summarize(runs)
     largest = runs[max(runs)]["tasks"]
-    chance = _mean([r["chance"] for r in largest.values() if r["group"] == "held out"])
+    chance = mean_known([r["chance"] for r in largest.values() if r["group"] == "held out"])
     (model_dir / "scaling.json").write_text(json.dumps(points, indent=2) + "\n")
     table = markdown(points, chance)
     (model_dir / "scaling.md").write_text(

@@ -111,7 +111,8 @@ _HEADERS = ("chance", "majority", "untrained", "trained", "trained, unseen templ
             "rank cls., untrained", "rank cls., trained")
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_known(values: Sequence[float | None]) -> float | None:
+    """Mean of the known scores (None and NaN left out), None if there are none."""
     known = [v for v in values if v is not None and not math.isnan(v)]
     return sum(known) / len(known) if known else None
 
@@ -119,10 +120,11 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def group_means(rows: Sequence[Row], group: str) -> dict[str, float | None]:
     """Mean of each score column over a group's rows (None where no row has it)."""
     members = [r for r in rows if r.group == group]
-    return {c: _mean([getattr(r, c) for r in members]) for c in _COLUMNS}
+    return {c: mean_known([getattr(r, c) for r in members]) for c in _COLUMNS}
 
 
-def _cell(value: float | None) -> str:
+def percent_cell(value: float | None) -> str:
+    """A table cell: the score in percent, or empty when unknown."""
     return "" if value is None else f"{value:.1f}%"
 
 
@@ -133,12 +135,12 @@ def markdown(rows: Sequence[Row]) -> str:
     for group in (TRAINED, COT, HELD_OUT):
         members = [r for r in rows if r.group == group]
         for r in members:
-            cells = [_cell(getattr(r, c)) for c in _COLUMNS]
+            cells = [percent_cell(getattr(r, c)) for c in _COLUMNS]
             lines.append(f"| {group} | {r.task} | {r.n} | " + " | ".join(cells) + " |")
         if len(members) > 1 and group != COT:
             means = group_means(rows, group)
             lines.append(f"| **{group}: mean** | {len(members)} tasks | | "
-                         + " | ".join(f"**{_cell(means[c])}**" if means[c] is not None else ""
+                         + " | ".join(f"**{percent_cell(means[c])}**" if means[c] is not None else ""
                                       for c in _COLUMNS) + " |")
     return "\n".join(lines)
 
