@@ -62,9 +62,10 @@ class RMSNorm(nn.Module):
                            (x.shape[-1],), self.config.parameter_dtype)
         x32 = x.astype(jnp.float32)
         variance = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
-        y = (x32 * jax.lax.rsqrt(variance + self.config.layer_norm_epsilon))
-        dtype = self.config.activation_dtype
-        return y.astype(dtype) * scale.astype(dtype)
+        y = x32 * jax.lax.rsqrt(variance + self.config.layer_norm_epsilon)
+        # Scaled in float32: the scale's gradient is then a float32 sum over every token
+        # (in the activation dtype it would be a bf16 sum, rounded at each addition).
+        return (y * scale.astype(jnp.float32)).astype(self.config.activation_dtype)
 
 
 class Embed(nn.Module):
