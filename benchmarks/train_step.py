@@ -168,6 +168,7 @@ def worker_jax(size: str, enc_len: int, dec_len: int, batch: int, steps: int,
     import jax.numpy as jnp
     import numpy as np
 
+    from flan_jax.training.compiler import compiler_options
     from flan_jax.training.optimizers import make_optimizer
     from flan_jax.training.step import init_train_state, make_train_step
 
@@ -182,7 +183,8 @@ def worker_jax(size: str, enc_len: int, dec_len: int, batch: int, steps: int,
         "decoder_target_tokens": jnp.asarray(targets),
         "decoder_loss_weights": jnp.ones(targets.shape, jnp.int32),
     }
-    step = jax.jit(make_train_step(config, optimizer), donate_argnums=0)
+    step = jax.jit(make_train_step(config, optimizer), donate_argnums=0,
+                   compiler_options=compiler_options())
     rng = jax.random.key(1)
     start = time.perf_counter()
     compiled = step.lower(state, data, rng).compile()

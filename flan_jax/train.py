@@ -114,6 +114,7 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     from flan_jax.interop import checkpoints
     from flan_jax.training import (
         compilation_cache,
+        compiler,
         config_checks,
         in_loop_eval,
         optimizers,
@@ -221,10 +222,12 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
                         loss_normalizing_factor=loss_normalizing_factor,
                         num_microbatches=num_microbatches),
         in_shardings=(shardings, batch_shardings, partitioning.replicated(mesh)),
-        out_shardings=(shardings, partitioning.replicated(mesh)), donate_argnums=(0,))
+        out_shardings=(shardings, partitioning.replicated(mesh)), donate_argnums=(0,),
+        compiler_options=compiler.compiler_options())
     eval_fn = jax.jit(make_eval_step(config, z_loss=z_loss,
                                      loss_normalizing_factor=loss_normalizing_factor),
-                      in_shardings=(shardings.params, batch_shardings))
+                      in_shardings=(shardings.params, batch_shardings),
+                      compiler_options=compiler.compiler_options())
     dropout_rng = jax.random.fold_in(rng, 1)
     schedule = optimizers.learning_rate_schedule()
 
