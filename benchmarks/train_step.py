@@ -41,12 +41,14 @@ a square product (2048 on CPUs, 8192 on accelerators) in the row's precision (bf
 operands, float32 accumulation for bfloat16) through the kernels flan_jax computes with:
 `jnp.dot`, and on an Intel CPU in float32 flan_jax's MKL product, measured in the same
 run; MFU* also counts `torch.mm`. `--frameworks jax-xla` (CPU) adds flan_jax with
-`FLAN_JAX_CPU_MATMUL=0`, and `jax-xla-adafactor` with `FLAN_JAX_CPU_ADAFACTOR=0`, for the
-speed-up of each CPU specialisation in the same run.
+`FLAN_JAX_CPU_MATMUL=0`, `jax-xla-adafactor` with `FLAN_JAX_CPU_ADAFACTOR=0`,
+`jax-xla-bf16` with `FLAN_JAX_CPU_BF16_MATMUL=0` (bfloat16 rows only) and `jax-xla-bias`
+with `FLAN_JAX_CPU_BIAS_SUM=0`, for the speed-up of each CPU specialisation in the same run.
 
     python benchmarks/train_step.py [--backend cpu|gpu|tpu] [--sizes small base]
         [--lengths 512/128 2048/512] [--dtypes bfloat16 float32] [--repeats 2] [--steps 5]
-        [--frameworks jax torch torch-compile jax-xla jax-xla-adafactor] [--json FILE]
+        [--frameworks jax torch torch-compile jax-xla jax-xla-adafactor jax-xla-bf16
+                      jax-xla-bias] [--json FILE]
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ import time
 ADAFACTOR = dict(lr=5e-4, decay_rate=0.8, clipping=1.0)
 # flan_jax workers: the environment each runs with.
 FLAN_JAX_SWITCHES = {"jax": {}, "jax-xla": {"FLAN_JAX_CPU_MATMUL": "0"},
-                     "jax-xla-adafactor": {"FLAN_JAX_CPU_ADAFACTOR": "0"}}
+                     "jax-xla-adafactor": {"FLAN_JAX_CPU_ADAFACTOR": "0"},
+                     "jax-xla-bf16": {"FLAN_JAX_CPU_BF16_MATMUL": "0"},
+                     "jax-xla-bias": {"FLAN_JAX_CPU_BIAS_SUM": "0"}}
+# What each CPU-switch row measures, as `jax` / that row.
+SWITCH_RATIOS = {"jax-xla": "MKL products / XLA's dots",
+                 "jax-xla-adafactor": "Adafactor kernel / XLA's update",
+                 "jax-xla-bf16": "bf16 product VJP / XLA's autodiff",
+                 "jax-xla-bias": "bias-sum VJP / XLA's reduction"}
 TORCH = ("torch", "torch-compile")
 JAX_PLATFORM = {"cpu": "cpu", "gpu": "cuda", "tpu": "tpu"}
 BATCH_AT_640_TOKENS = {"tiny": 64, "small": 64, "base": 64, "large": 32, "xl": 16, "xxl": 8}
@@ -322,8 +331,8 @@ def main() -> None:
                         "else 8192)")
     parser.add_argument("--frameworks", nargs="+", default=["jax", "torch"],
                         choices=[*FLAN_JAX_SWITCHES, *TORCH],
-                        help="jax-xla: flan_jax with XLA's own dots; jax-xla-adafactor: with "
-                             "the Adafactor update in XLA (both CPU only)")
+                        help="jax-xla*: flan_jax with one CPU specialisation off (CPU only): "
+                             + "; ".join(f"{k}: {v}" for k, v in SWITCH_RATIOS.items()))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                         choices=["float32", "bfloat16"], help="precisions to compare")
     parser.add_argument("--json", help="also write every measurement to this file")
@@ -358,7 +367,8 @@ def main() -> None:
             peaks[dtype] = {k: max(v, peaks[dtype].get(k, 0.0)) for k, v in r["rates"].items()}
         for size, dtype, enc, dec, batch in _rows(args):
             for fw in args.frameworks:
-                if fw in ("jax-xla", "jax-xla-adafactor") and not cpu:
+                if fw in SWITCH_RATIOS and (not cpu or (fw == "jax-xla-bf16"
+                                                        and dtype == "float32")):
                     continue
                 key = (fw, size, dtype, enc, dec, batch)
                 if best.get(key, {}).get("error") == "out of memory":
@@ -413,10 +423,9 @@ def _report(args: argparse.Namespace, best: dict[tuple, dict],
             print(f"{head} {rates[fw]:9.0f} {batch / r['step_s']:7.1f} {achieved / unit:8.1f} "
                   f"{achieved / peak:6.1%} {achieved / best_peak:6.1%} {r['peak_mib']:9.0f} "
                   f"{r['compile_s']:9.1f}")
-        for fw, what in (("torch", "flan_jax / HF eager"), ("torch-compile",
-                                                            "flan_jax / HF torch.compile"),
-                         ("jax-xla", "MKL products / XLA's dots"),
-                         ("jax-xla-adafactor", "Adafactor kernel / XLA's update")):
+        for fw, what in {"torch": "flan_jax / HF eager",
+                         "torch-compile": "flan_jax / HF torch.compile",
+                         **SWITCH_RATIOS}.items():
             if "jax" in rates and fw in rates:
                 print(f"{'':>46} ratio {rates['jax'] / rates[fw]:8.2f}x ({what})")
     if args.json:
