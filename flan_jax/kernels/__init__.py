@@ -9,13 +9,13 @@ Where a computation runs on a CPU, an op may run a specialisation instead:
     matmul        float32 products through MKL (matmul.cc)          Intel x86-64
     bf16_matmul   bf16 products in the form XLA:CPU runs on its     CPUs with AMX or
                   bf16 matrix instructions (ops.py)                 AVX512-BF16
-    bias_sum      the attention-bias gradient as a matrix-vector    every CPU
+    bias_sum      the attention-bias gradient as a matrix-vector    Intel x86-64
                   product instead of a reduction (ops.py)
     adafactor     the in-place Adafactor update (adafactor.cc)      x86-64
 
 The choice is made per CPU from its vendor and features (`cpu_features`); on AMD EPYC
-(Zen 4) the MKL products measured no faster than XLA's own at flan-t5-small sizes, so
-they stay on Intel. Each is also off on multi-device meshes (no sharding rules) and
+(Zen 4) the MKL products and the bias sum measured no faster than XLA's own at
+flan-t5-small sizes (0.97-1.00x, docs/benchmarks.md run K), so they stay on Intel. Each is also off on multi-device meshes (no sharding rules) and
 where its C++ library cannot be built (logged once), and `FLAN_JAX_CPU_<NAME>=0` (e.g.
 `FLAN_JAX_CPU_MATMUL=0`) turns one off for A/B measurements.
 
@@ -76,7 +76,7 @@ def cpu_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> CpuFeatures:
 def suits_cpu(name: str, cpu: CpuFeatures) -> bool:
     """Whether specialisation `name` is chosen for CPU `cpu` (by vendor and features)."""
     x86 = cpu.machine in ("x86_64", "AMD64")
-    if name == "matmul":
+    if name in ("matmul", "bias_sum"):
         return x86 and cpu.vendor == "GenuineIntel"
     if name == "bf16_matmul":
         return bool({"amx_bf16", "avx512_bf16"} & cpu.flags)

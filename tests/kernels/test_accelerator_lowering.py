@@ -75,7 +75,8 @@ def test_cpu_lowering_of_the_same_step_holds_the_cpu_specialisations() -> None:
 
 
 def test_cpu_choice_follows_vendor_and_features(tmp_path) -> None:
-    """MKL products on Intel only; the bf16 form where the CPU has bf16 matrix instructions."""
+    """MKL products and the bias sum on Intel only (no win on AMD Zen 4); the bf16 form
+    where the CPU has bf16 matrix instructions."""
     def cpu(vendor: str, flags: str) -> kernels.CpuFeatures:
         info = tmp_path / f"{vendor}-{len(flags)}"
         info.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nmodel name\t: test\n"
@@ -93,6 +94,7 @@ def test_cpu_choice_follows_vendor_and_features(tmp_path) -> None:
                      if kernels.suits_cpu(name, c)] for name in kernels.NAMES}
     if intel_amx.machine == "x86_64":
         assert chosen["matmul"] == ["GenuineIntel", "GenuineIntel"]
+        assert chosen["bias_sum"] == ["GenuineIntel", "GenuineIntel"]
         assert chosen["adafactor"] == ["GenuineIntel", "AuthenticAMD", "GenuineIntel"]
     assert chosen["bf16_matmul"] == ["GenuineIntel", "AuthenticAMD"]
     assert "amx_bf16" in intel_amx.summary and intel_amx.model == "test"
