@@ -471,3 +471,24 @@ def test_abandoned_orbax_reads_are_quiet_and_others_are_not():
     ours = raised_in("/site-packages/flan_jax/training/step.py")
     hook(ours)
     assert seen == [ours]
+
+
+def test_asyncio_logs_of_abandoned_orbax_futures_are_quiet_and_others_are_not():
+    """asyncio logs "Future exception was never retrieved" (ERROR, the exception in
+    exc_info) for an abandoned orbax read future when it is collected: dropped; the same
+    log for an exception raised elsewhere is kept."""
+    import logging
+
+    from flan_jax.training.checkpoints import _FILTER
+
+    def record(filename: str) -> logging.LogRecord:
+        try:
+            exec(compile("raise Exception('reading array index failed')", filename, "exec"))
+        except Exception as e:
+            exc_info = (type(e), e, e.__traceback__)
+        return logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1,
+                                 "Future exception was never retrieved", None, exc_info)
+
+    assert not _FILTER.filter(record("/site-packages/orbax/checkpoint/_src/serialization/"
+                                     "serialization.py"))
+    assert _FILTER.filter(record("/site-packages/flan_jax/training/step.py"))

@@ -97,8 +97,9 @@ class _OrbaxThreadErrors(logging.Filter):
     failure itself, in one paragraph with its root cause."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "asyncio":
-            return "orbax" not in record.getMessage()
+        if record.name == "asyncio":  # e.g. "Future exception was never retrieved"
+            traceback = record.exc_info[2] if record.exc_info else None
+            return "orbax" not in record.getMessage() and not _raised_in_orbax(traceback)
         return record.levelno < logging.ERROR or "orbax" not in record.pathname
 
 
