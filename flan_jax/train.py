@@ -217,17 +217,18 @@ def train(*, model_dir: str = gin.REQUIRED, mixture_or_task_name: str = gin.REQU
     print(f"Data and eval sets ready ({time.perf_counter() - t0:.1f}s)")
     # -- one jitted train step and eval step ---------------------------------------------
     batch_shardings = partitioning.batch_sharding(mesh)
+    options = compiler.compiler_options()
     step_fn = jax.jit(
         make_train_step(config, optimizer, z_loss=z_loss, label_smoothing=label_smoothing,
                         loss_normalizing_factor=loss_normalizing_factor,
                         num_microbatches=num_microbatches),
         in_shardings=(shardings, batch_shardings, partitioning.replicated(mesh)),
         out_shardings=(shardings, partitioning.replicated(mesh)), donate_argnums=(0,),
-        compiler_options=compiler.compiler_options())
+        compiler_options=options)
     eval_fn = jax.jit(make_eval_step(config, z_loss=z_loss,
                                      loss_normalizing_factor=loss_normalizing_factor),
                       in_shardings=(shardings.params, batch_shardings),
-                      compiler_options=compiler.compiler_options())
+                      compiler_options=options)
     dropout_rng = jax.random.fold_in(rng, 1)
     schedule = optimizers.learning_rate_schedule()
 

@@ -15,9 +15,10 @@ Where a computation runs on a CPU, an op may run a specialisation instead:
 
 The choice is made per CPU from its vendor and features (`cpu_features`); on AMD EPYC
 (Zen 4) the MKL products and the bias sum measured no faster than XLA's own at
-flan-t5-small sizes (0.97-1.00x, docs/benchmarks.md run K), so they stay on Intel. Each is also off on multi-device meshes (no sharding rules) and
-where its C++ library cannot be built (logged once), and `FLAN_JAX_CPU_<NAME>=0` (e.g.
-`FLAN_JAX_CPU_MATMUL=0`) turns one off for A/B measurements.
+flan-t5-small sizes (0.97-1.00x, docs/benchmarks.md run K), so they stay on Intel. Each
+is also off on multi-device meshes (no sharding rules) and where its C++ library cannot
+be built (logged once), and `FLAN_JAX_CPU_<NAME>=0` (e.g. `FLAN_JAX_CPU_MATMUL=0`) turns
+one off for A/B measurements.
 
 `select` wraps the two formulations in `jax.lax.platform_dependent`, so the choice is
 made when the computation is lowered, for the platform it is lowered for: a train step

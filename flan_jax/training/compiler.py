@@ -9,6 +9,7 @@ no options. A user who sets the flag in `XLA_FLAGS` keeps their own setting.
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 
@@ -20,4 +21,5 @@ def compiler_options(backend: str | None = None) -> dict[str, bool]:
     if (backend or jax.default_backend()) != "gpu":
         return {}
     user_flags = os.environ.get("XLA_FLAGS", "")
-    return {name: value for name, value in GPU_OPTIONS.items() if name not in user_flags}
+    return {name: value for name, value in GPU_OPTIONS.items()
+            if not re.search(rf"--{name}(=|\s|$)", user_flags)}

@@ -71,17 +71,16 @@ def test_unbuildable_kernel_falls_back_to_xla_with_one_warning(
     # Whatever CPU runs the tests: the fallback is what is tested, not the choice per CPU.
     monkeypatch.setattr(flan_jax.kernels, "suits_cpu", lambda name, cpu: True)
     assert uses_kernel()
-    monkeypatch.setattr(kernels, "build", fail)
     module._load.cache_clear()
     try:
-        with caplog.at_level(logging.WARNING, logger=module.__name__):
-            assert not uses_kernel()
-            assert not uses_kernel()
-        assert module.unavailable_reason() == "no C++ compiler 'g++' on PATH"
-        assert [r.getMessage() for r in caplog.records] == [
-            f"flan_jax: {warning}: no C++ compiler 'g++' on PATH"]
+        with pytest.MonkeyPatch.context() as unbuildable:
+            unbuildable.setattr(kernels, "build", fail)
+            with caplog.at_level(logging.WARNING, logger=module.__name__):
+                assert not uses_kernel()
+                assert not uses_kernel()
+            assert module.unavailable_reason() == "no C++ compiler 'g++' on PATH"
+            assert [r.getMessage() for r in caplog.records] == [
+                f"flan_jax: {warning}: no C++ compiler 'g++' on PATH"]
     finally:
-        monkeypatch.undo()
         module._load.cache_clear()
-    monkeypatch.setattr(flan_jax.kernels, "suits_cpu", lambda name, cpu: True)
     assert uses_kernel()  # rebuilt from the cache and registered again

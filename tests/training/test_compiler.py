@@ -20,6 +20,8 @@ def test_gpu_gets_cublas_gemms_and_other_backends_nothing(monkeypatch) -> None:
 def test_a_flag_the_user_set_in_xla_flags_is_left_to_them(monkeypatch) -> None:
     monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_enable_triton_gemm=true")
     assert compiler.compiler_options("gpu") == {}
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_enable_triton_gemm_any=true")  # another flag
+    assert compiler.compiler_options("gpu") == {"xla_gpu_enable_triton_gemm": False}
 
 
 @pytest.mark.parametrize("name", sorted(compiler.GPU_OPTIONS))
